@@ -1,0 +1,38 @@
+"""HTTP Basic authentication for the admin routes (pure: no I/O)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+
+ADMIN_USER = "admin"
+CHALLENGE = 'Basic realm="keaplink admin", charset="UTF-8"'
+
+
+def parse_basic(header: str | None) -> tuple[str, str] | None:
+    if not header:
+        return None
+    scheme, _, encoded = header.strip().partition(" ")
+    if scheme.lower() != "basic" or not encoded:
+        return None
+    try:
+        decoded = base64.b64decode(encoded.strip(), validate=True).decode("utf-8")
+    except (binascii.Error, UnicodeDecodeError):
+        return None
+    user, sep, password = decoded.partition(":")
+    return (user, password) if sep else None
+
+
+def authenticate(header: str | None, expected_password: str, expected_user: str = ADMIN_USER) -> str | None:
+    """The admin's user name if ``header`` carries the right credentials, else None.
+
+    Both parts are compared in constant time, and both comparisons always run.
+    """
+    if not expected_password:
+        return None  # never let an unset password mean "no password"
+    creds = parse_basic(header)
+    user, password = creds if creds else ("", "")
+    user_ok = hmac.compare_digest(user.encode(), expected_user.encode())
+    password_ok = hmac.compare_digest(password.encode(), expected_password.encode())
+    return expected_user if (creds and user_ok and password_ok) else None

@@ -1,0 +1,88 @@
+"""Typed errors. Raised at the boundary where they are detected and mapped by type, never by text."""
+
+from __future__ import annotations
+
+
+class KeaplinkError(Exception):
+    """Base class of every error keaplink raises on purpose."""
+
+
+# --- Keap HTTP API -------------------------------------------------------------------------------
+class KeapError(KeaplinkError):
+    """Keap answered with an error (``status`` is the HTTP status, 0 when there was no answer)."""
+
+    def __init__(self, message: str, status: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class KeapAuthError(KeapError):
+    """401: the access token or API key was refused."""
+
+
+class KeapRateLimited(KeapError):
+    """429: over one of Keap's throttles; ``retry_after`` seconds when Keap said so."""
+
+    def __init__(self, message: str, retry_after: float | None = None) -> None:
+        super().__init__(message, 429)
+        self.retry_after = retry_after
+
+
+class KeapUnavailable(KeapError):
+    """5xx, timeout or connection error: try again later."""
+
+
+class KeapRequestRejected(KeapError):
+    """400/403/404/409…: the request itself is wrong; retrying the same request will not help."""
+
+
+# --- OAuth -------------------------------------------------------------------------------------
+class RefreshTokenDead(KeapError):
+    """Keap answered invalid_grant / invalid_request to a refresh: only a new authorization helps."""
+
+
+class KeapClientConfigError(KeapError):
+    """invalid_client: the client id or secret is wrong. A configuration error, not a dead token."""
+
+
+class CodeExchangeFailed(KeapError):
+    """The authorization code could not be exchanged (bad, used or expired code)."""
+
+
+class OAuthStateInvalid(KeaplinkError):
+    """The callback's ``state`` is missing, unknown, expired, already used or not this admin's."""
+
+
+class OAuthDenied(KeaplinkError):
+    """Keap redirected back with ``error=…`` (e.g. access_denied)."""
+
+    def __init__(self, error: str, description: str) -> None:
+        super().__init__(f"{error}: {description}")
+        self.error = error
+        self.description = description
+
+
+# --- Connection and token store ---------------------------------------------------------------
+class NotConnected(KeaplinkError):
+    """No token has been stored yet: the admin has to connect Keap."""
+
+
+class NeedsReauth(KeaplinkError):
+    """The refresh token is dead: the admin has to reconnect Keap."""
+
+
+class TokenConflict(KeaplinkError):
+    """A conditional write lost against a concurrent writer (version number moved on)."""
+
+
+class LeaseBusy(KeaplinkError):
+    """Another caller holds the refresh lease and did not finish in time."""
+
+
+# --- Messages ----------------------------------------------------------------------------------
+class InvalidMessage(KeaplinkError):
+    """An SQS message that can never be processed (malformed, unknown type, invalid field)."""
+
+
+class NotReady(KeaplinkError):
+    """A message that cannot be processed *yet* (e.g. a press before the user's signup)."""

@@ -1,0 +1,23 @@
+"""Structured logs and CloudWatch metrics (EMF), shared by every function."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
+
+logger = Logger(service="keaplink")
+metrics = Metrics(namespace="keaplink", service="keaplink")
+
+
+class MetricsPort(Protocol):
+    def add_metric(self, name: str, unit: MetricUnit | str, value: float) -> None: ...
+
+
+class NullMetrics:
+    def add_metric(self, name: str, unit: MetricUnit | str, value: float) -> None:
+        return None
+
+
+__all__ = ["MetricUnit", "MetricsPort", "NullMetrics", "logger", "metrics"]

@@ -1,0 +1,179 @@
+"""The one refresh path, used by the schedule, by "refresh now" and by the actions on a 401.
+
+Keap's refresh tokens are single-use: two concurrent refreshes burn the connection, and a refresh whose
+new token is not saved loses it. So: take a short lease in DynamoDB, re-read, use a token someone else
+just saved if there is one, else refresh and save the new pair with a conditional write before anything
+else happens.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Callable
+
+from keaplink.errors import (
+    KeapClientConfigError,
+    KeapRateLimited,
+    KeapUnavailable,
+    LeaseBusy,
+    NeedsReauth,
+    NotConnected,
+    RefreshTokenDead,
+    TokenConflict,
+)
+from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
+from keaplink.oauth import OAuthClient
+from keaplink.refresh_policy import RefreshReason, should_refresh
+from keaplink.token import Connection, Status
+from keaplink.token_store import TokenStore
+
+Clock = Callable[[], float]
+Sleep = Callable[[float], None]
+Checkpoint = Callable[[str], None]
+
+# Steps of the refresh path, in order; a checkpoint hook between them lets the soak test crash anywhere.
+STEPS = ("loaded", "lease_taken", "reread", "keap_refreshed", "saved")
+
+
+class Outcome(str, Enum):
+    FRESH = "fresh"  # nothing to do
+    REFRESHED = "refreshed"  # we refreshed and saved
+    REFRESHED_BY_OTHER = "refreshed_by_other"  # someone else did while we waited: we use theirs
+
+
+@dataclass(frozen=True)
+class RefreshResult:
+    outcome: Outcome
+    reason: RefreshReason
+    connection: Connection
+
+
+@dataclass
+class RefreshPolicy:
+    lease_ttl_s: float = 60.0  # longer than all Keap attempts below together
+    wait_for_other_s: float = 20.0
+    keap_attempts: int = 3
+    backoff_base_s: float = 0.5
+    save_attempts: int = 5
+
+
+@dataclass
+class Refresher:
+    store: TokenStore
+    oauth: Callable[[], OAuthClient]
+    clock: Clock = time.time
+    sleep: Sleep = time.sleep
+    metrics: MetricsPort = field(default_factory=NullMetrics)
+    checkpoint: Checkpoint = lambda step: None
+    policy: RefreshPolicy = field(default_factory=RefreshPolicy)
+
+    def ensure_fresh(self, force: bool = False, seen_version: int | None = None) -> RefreshResult:
+        """Return a connection with a usable token, refreshing it if due (or if ``force``).
+
+        ``seen_version``: the version whose token Keap just refused (401); if the store has moved past
+        it, someone already refreshed and that token is used instead of refreshing again.
+        """
+        conn = self.store.load()
+        self.checkpoint("loaded")
+        reason = should_refresh(conn, self.clock())
+        if reason is RefreshReason.NOT_CONNECTED:
+            raise NotConnected("Keap is not connected yet")
+        if reason is RefreshReason.NEEDS_REAUTH:
+            raise NeedsReauth(conn.last_error or "the connection needs to be re-authorized")
+        if seen_version is not None and conn.version > seen_version:
+            return RefreshResult(Outcome.REFRESHED_BY_OTHER, reason, conn)
+        if reason is RefreshReason.FRESH and not force:
+            return RefreshResult(Outcome.FRESH, reason, conn)
+        return self._single_flight(conn, reason)
+
+    # --- single flight ------------------------------------------------------------------------------
+    def _single_flight(self, seen: Connection, reason: RefreshReason) -> RefreshResult:
+        owner = uuid.uuid4().hex
+        deadline = self.clock() + self.policy.wait_for_other_s
+        delay = 0.05
+        while not self.store.acquire_lease(owner, self.clock(), self.policy.lease_ttl_s):
+            self.sleep(delay + random.uniform(0, delay))
+            delay = min(delay * 2, 1.0)
+            latest = self.store.load()
+            if latest.status is Status.NEEDS_REAUTH:
+                raise NeedsReauth(latest.last_error or "the connection needs to be re-authorized")
+            if latest.version > seen.version and latest.status is Status.CONNECTED:
+                return RefreshResult(Outcome.REFRESHED_BY_OTHER, reason, latest)
+            if self.clock() > deadline:
+                raise LeaseBusy("another refresh holds the lease and has not finished")
+        self.checkpoint("lease_taken")
+        try:
+            return self._refresh_locked(seen, reason, owner)
+        finally:
+            self.store.release_lease(owner)  # no-op after a save, which clears the lease itself
+
+    def _refresh_locked(self, seen: Connection, reason: RefreshReason, owner: str) -> RefreshResult:
+        latest = self.store.load()  # re-read under the lease: someone may have finished just before us
+        self.checkpoint("reread")
+        if latest.version > seen.version and latest.status is Status.CONNECTED:
+            return RefreshResult(Outcome.REFRESHED_BY_OTHER, reason, latest)
+        if latest.status is not Status.CONNECTED or latest.token is None:
+            raise NeedsReauth(latest.last_error or "the connection needs to be re-authorized")
+        token = self._call_keap(latest)
+        self.checkpoint("keap_refreshed")
+        saved = self._save(token, latest)
+        self.checkpoint("saved")
+        self.metrics.add_metric("RefreshSucceeded", MetricUnit.Count, 1)
+        self.metrics.add_metric("SecondsUntilExpiry", MetricUnit.Seconds, token.expires_at - self.clock())
+        logger.info(
+            "token refreshed",
+            extra={"reason": reason.value, "version": saved.version, "expires_at": token.expires_at},
+        )
+        return RefreshResult(Outcome.REFRESHED, reason, saved)
+
+    def _call_keap(self, latest: Connection):  # type: ignore[no-untyped-def]
+        assert latest.token is not None
+        attempt = 0
+        while True:
+            attempt += 1
+            try:
+                return self.oauth().refresh(latest.token.refresh_token, self.clock())
+            except RefreshTokenDead as exc:
+                self._dead(latest, str(exc))
+                raise NeedsReauth(str(exc)) from exc
+            except KeapClientConfigError as exc:
+                self._failed(str(exc))
+                raise
+            except (KeapUnavailable, KeapRateLimited) as exc:
+                if attempt >= self.policy.keap_attempts:
+                    self._failed(str(exc))
+                    raise
+                wait = getattr(exc, "retry_after", None) or self.policy.backoff_base_s * 2 ** (attempt - 1)
+                logger.warning("token refresh failed, retrying", extra={"attempt": attempt, "error": str(exc)})
+                self.sleep(wait + random.uniform(0, wait / 2))
+
+    def _save(self, token, latest: Connection) -> Connection:  # type: ignore[no-untyped-def]
+        """Keap has rotated the refresh token: the new one exists nowhere else. Retry hard."""
+        for attempt in range(1, self.policy.save_attempts + 1):
+            try:
+                return self.store.store_refreshed(token, latest.version, self.clock())
+            except TokenConflict:
+                raise  # a reconnect happened meanwhile: its token is newer than ours
+            except Exception as exc:  # noqa: BLE001 - any DynamoDB error: the token must not be dropped
+                if attempt == self.policy.save_attempts:
+                    logger.error("could not save refreshed token", extra={"error": type(exc).__name__})
+                    raise
+                self.sleep(min(0.2 * 2**attempt, 3.0))
+        raise AssertionError("unreachable")
+
+    def _dead(self, latest: Connection, reason: str) -> None:
+        logger.error("refresh token refused by Keap: connection needs re-authorization", extra={"error": reason})
+        self.metrics.add_metric("RefreshFailed", MetricUnit.Count, 1)
+        self.metrics.add_metric("ConnectionDead", MetricUnit.Count, 1)
+        try:
+            self.store.mark_needs_reauth(reason, latest.version, self.clock())
+        except TokenConflict:
+            pass  # a reconnect won the race: leave its fresh token alone
+
+    def _failed(self, reason: str) -> None:
+        self.metrics.add_metric("RefreshFailed", MetricUnit.Count, 1)
+        self.store.record_failure(reason, self.clock())

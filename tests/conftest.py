@@ -1,0 +1,86 @@
+"""Shared fixtures: a moto server and the Keap sandbox over real HTTP, and fresh resources per test."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import requests
+
+from tests.support.aws_local import AwsResources, apply_env, create_resources, restore_env, start_moto
+
+SANDBOX_CLIENT = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret"}
+
+
+@pytest.fixture(scope="session")
+def moto_endpoint() -> Iterator[str]:
+    server, endpoint = start_moto()
+    yield endpoint
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def sandbox_server():  # type: ignore[no-untyped-def]
+    from keap_sandbox.testing import start_sandbox
+
+    handle = start_sandbox(throttle=False)
+    yield handle
+    handle.stop()
+
+
+class Sandbox:
+    """The sandbox's control API, as tests use it."""
+
+    def __init__(self, handle) -> None:  # type: ignore[no-untyped-def]
+        self.handle = handle
+        self.url = handle.url
+
+    def control(self, method: str, path: str, **kwargs):  # type: ignore[no-untyped-def]
+        response = requests.request(method, f"{self.url}/_sandbox/{path}", timeout=10, **kwargs)
+        response.raise_for_status()
+        return response.json() if response.content else None
+
+    def requests_log(self, path_prefix: str = "") -> list[dict]:
+        return [r for r in self.control("GET", "requests") if r["path"].startswith(path_prefix)]
+
+    def advance(self, seconds: float) -> None:
+        self.control("POST", "clock", json={"advance": seconds})
+
+    def fault(self, **spec: object) -> None:
+        self.control("POST", "faults", json=spec)
+
+    def configure(self, **config: object) -> None:
+        self.control("POST", "config", json=config)
+
+
+@pytest.fixture
+def sandbox(sandbox_server) -> Iterator[Sandbox]:  # type: ignore[no-untyped-def]
+    sb = Sandbox(sandbox_server)
+    sb.control("POST", "reset")
+    yield sb
+    sb.control("POST", "reset")
+
+
+@pytest.fixture
+def aws(moto_endpoint: str, sandbox: Sandbox) -> Iterator[AwsResources]:
+    """Fresh tables/secrets/queues on the moto server, and the environment pointing at them."""
+    from keaplink import config, credentials
+
+    resources = create_resources(moto_endpoint, uuid.uuid4().hex[:8], SANDBOX_CLIENT)
+    previous = apply_env(
+        {
+            **resources.env(),
+            "KEAP_AUTHORIZE_URL": f"{sandbox.url}/app/oauth/authorize",
+            "KEAP_TOKEN_URL": f"{sandbox.url}/token",
+            "KEAP_API_URL": f"{sandbox.url}/crm/rest",
+            "KEAP_AUTH_MODE": "oauth",
+            "POWERTOOLS_METRICS_NAMESPACE": "keaplink",
+        }
+    )
+    config.reset()
+    credentials.reset()
+    yield resources
+    restore_env(previous)
+    config.reset()
+    credentials.reset()

@@ -1,0 +1,152 @@
+"""Each branch of the single refresh path, with in-memory fakes and a controllable clock."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+
+from keaplink.errors import KeapClientConfigError, KeapUnavailable, LeaseBusy, NeedsReauth, NotConnected
+from keaplink.refresh import STEPS, Outcome, Refresher, RefreshPolicy
+from keaplink.refresh_policy import RefreshReason
+from keaplink.token import Connection, Status, Token
+from tests.unit.fakes import FakeOAuth, FakeTokenStore, RecordingMetrics
+
+NOW = 1_800_000_000.0
+
+
+def connected(age_h: float = 0.0, version: int = 1) -> Connection:
+    issued = NOW - age_h * 3600
+    token = Token("at-0", "rt-0", 86400, issued + 86400, issued, "full|ab123.infusionsoft.com")
+    return Connection("default", status=Status.CONNECTED, token=token, version=version)
+
+
+def refresher(store: FakeTokenStore, oauth: FakeOAuth, **kwargs: object) -> Refresher:
+    kwargs.setdefault("policy", RefreshPolicy(wait_for_other_s=2.0, backoff_base_s=0.0))
+    return Refresher(store=store, oauth=lambda: oauth, clock=lambda: NOW, sleep=lambda s: None, **kwargs)  # type: ignore[arg-type]
+
+
+def test_fresh_token_is_left_alone() -> None:
+    store, oauth = FakeTokenStore(connected(age_h=1)), FakeOAuth("rt-0")
+    result = refresher(store, oauth).ensure_fresh()
+    assert (result.outcome, result.reason, oauth.calls) == (Outcome.FRESH, RefreshReason.FRESH, 0)
+
+
+def test_due_token_is_refreshed_and_saved() -> None:
+    store, oauth, metrics = FakeTokenStore(connected(age_h=21.5)), FakeOAuth("rt-0"), RecordingMetrics()
+    result = refresher(store, oauth, metrics=metrics).ensure_fresh()
+    assert result.outcome is Outcome.REFRESHED and result.reason is RefreshReason.DUE
+    assert store.conn.token and store.conn.token.refresh_token == "rt-1" and store.conn.version == 2
+    assert store.conn.lease_owner is None
+    assert "RefreshSucceeded" in metrics.names
+
+
+def test_force_refreshes_a_fresh_token() -> None:
+    store, oauth = FakeTokenStore(connected()), FakeOAuth("rt-0")
+    assert refresher(store, oauth).ensure_fresh(force=True).outcome is Outcome.REFRESHED
+
+
+def test_not_connected_and_needs_reauth_raise() -> None:
+    with pytest.raises(NotConnected):
+        refresher(FakeTokenStore(Connection("default")), FakeOAuth("x")).ensure_fresh()
+    dead = Connection("default", status=Status.NEEDS_REAUTH, token=connected().token, version=3)
+    with pytest.raises(NeedsReauth):
+        refresher(FakeTokenStore(dead), FakeOAuth("x")).ensure_fresh(force=True)
+
+
+def test_401_after_someone_else_refreshed_uses_their_token() -> None:
+    store, oauth = FakeTokenStore(connected(version=5)), FakeOAuth("rt-0")
+    result = refresher(store, oauth).ensure_fresh(force=True, seen_version=4)
+    assert result.outcome is Outcome.REFRESHED_BY_OTHER and oauth.calls == 0
+
+
+def test_waiter_uses_the_token_the_lease_holder_saved() -> None:
+    store, oauth = FakeTokenStore(connected(age_h=22)), FakeOAuth("rt-0")
+    store.acquire_lease("other", NOW, 60)
+    calls = {"n": 0}
+
+    def sleep(_: float) -> None:  # while we wait, the other caller finishes its refresh
+        calls["n"] += 1
+        if calls["n"] == 2:
+            store.store_refreshed(Token("at-x", "rt-x", 86400, NOW + 86400, NOW), 1, NOW)
+
+    r = Refresher(store=store, oauth=lambda: oauth, clock=lambda: NOW, sleep=sleep)  # type: ignore[arg-type]
+    result = r.ensure_fresh()
+    assert result.outcome is Outcome.REFRESHED_BY_OTHER and oauth.calls == 0
+    assert result.connection.token and result.connection.token.access_token == "at-x"
+
+
+def test_lease_never_released_gives_lease_busy() -> None:
+    store, oauth = FakeTokenStore(connected(age_h=22)), FakeOAuth("rt-0")
+    store.acquire_lease("other", NOW, 600)
+    clock = iter(NOW + i for i in range(1000))
+    r = Refresher(store=store, oauth=lambda: oauth, clock=lambda: next(clock), sleep=lambda s: None,  # type: ignore[arg-type]
+                  policy=RefreshPolicy(wait_for_other_s=5))
+    with pytest.raises(LeaseBusy):
+        r.ensure_fresh()
+    assert oauth.calls == 0
+
+
+def test_dead_refresh_token_marks_needs_reauth_and_emits_metric() -> None:
+    store, oauth, metrics = FakeTokenStore(connected(age_h=22)), FakeOAuth("someone-else-used-it"), RecordingMetrics()
+    with pytest.raises(NeedsReauth):
+        refresher(store, oauth, metrics=metrics).ensure_fresh()
+    assert store.conn.status is Status.NEEDS_REAUTH and "Invalid refresh token" in (store.conn.last_error or "")
+    assert "ConnectionDead" in metrics.names
+    assert store.conn.token and store.conn.token.refresh_token == "rt-0"  # kept for the record, not deleted
+
+
+def test_transient_failures_are_retried() -> None:
+    store = FakeTokenStore(connected(age_h=22))
+    oauth = FakeOAuth("rt-0", script=[KeapUnavailable("503", 503), KeapUnavailable("timeout", 0)])
+    assert refresher(store, oauth).ensure_fresh().outcome is Outcome.REFRESHED
+    assert oauth.calls == 3 and store.conn.status is Status.CONNECTED
+
+
+def test_transient_failures_exhausted_keep_the_connection() -> None:
+    store, metrics = FakeTokenStore(connected(age_h=22)), RecordingMetrics()
+    oauth = FakeOAuth("rt-0", script=[KeapUnavailable("503", 503)] * 3)
+    with pytest.raises(KeapUnavailable):
+        refresher(store, oauth, metrics=metrics).ensure_fresh()
+    assert store.conn.status is Status.CONNECTED and store.conn.refresh_failures == 1
+    assert store.conn.last_error == "503" and store.conn.lease_owner is None
+    assert "RefreshFailed" in metrics.names
+
+
+def test_invalid_client_is_a_config_error_not_a_dead_connection() -> None:
+    store = FakeTokenStore(connected(age_h=22))
+    oauth = FakeOAuth("rt-0", script=[KeapClientConfigError("bad client", 401)])
+    with pytest.raises(KeapClientConfigError):
+        refresher(store, oauth).ensure_fresh()
+    assert store.conn.status is Status.CONNECTED
+
+
+def test_save_is_retried_after_a_store_error() -> None:
+    store, oauth = FakeTokenStore(connected(age_h=22)), FakeOAuth("rt-0")
+    store.fail_saves = 2
+    assert refresher(store, oauth).ensure_fresh().outcome is Outcome.REFRESHED
+    assert store.conn.token and store.conn.token.refresh_token == oauth.live
+
+
+def test_checkpoints_run_in_order() -> None:
+    seen: list[str] = []
+    store, oauth = FakeTokenStore(connected(age_h=22)), FakeOAuth("rt-0")
+    refresher(store, oauth, checkpoint=seen.append).ensure_fresh()
+    assert tuple(seen) == STEPS
+
+
+def test_concurrent_callers_refresh_once() -> None:
+    store, oauth = FakeTokenStore(connected(age_h=22)), FakeOAuth("rt-0")
+    results = []
+
+    def run() -> None:
+        r = Refresher(store=store, oauth=lambda: oauth, clock=lambda: NOW)  # type: ignore[arg-type]
+        results.append(r.ensure_fresh())
+
+    threads = [threading.Thread(target=run) for _ in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert oauth.calls == 1 and store.saves == 1
+    assert {r.connection.token.access_token for r in results if r.connection.token} == {"at-1"}

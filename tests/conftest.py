@@ -56,10 +56,14 @@ class Sandbox:
 
 @pytest.fixture
 def sandbox(sandbox_server) -> Iterator[Sandbox]:  # type: ignore[no-untyped-def]
+    """The session's sandbox, reset before and after each test (state, and the config a test changed)."""
     sb = Sandbox(sandbox_server)
+    read_only = {"client_id", "client_secret", "tenant", "app_name"}
+    defaults = {k: v for k, v in sb.control("GET", "config").items() if k not in read_only}
     sb.control("POST", "reset")
     yield sb
     sb.control("POST", "reset")
+    sb.control("POST", "config", json=defaults)
 
 
 @pytest.fixture

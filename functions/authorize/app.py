@@ -19,7 +19,7 @@ web.protect(app)
 
 
 @app.get("/")
-def status_page() -> Response:
+def status_page() -> Response[str]:
     message = app.current_event.get_query_string_value("message")
     return web.html(200, web.render_status(app.current_event.raw_event, message))
 
@@ -30,7 +30,7 @@ def status_json() -> dict[str, Any]:
 
 
 @app.get("/connect")
-def connect() -> Response:
+def connect() -> Response[str]:
     ctx = web.request_context(app.current_event.raw_event)
     start = start_connect(
         web.states(), ctx.admin, ctx.client_id, ctx.settings.keap_authorize_url, ctx.callback_url, time.time(),
@@ -40,7 +40,7 @@ def connect() -> Response:
 
 
 @app.post("/refresh")
-def refresh_now() -> Response:
+def refresh_now() -> Response[str]:
     result = web.refresher().ensure_fresh(force=True)
     text = "Token refreshed." if result.outcome is not Outcome.FRESH else "Token is fresh."
     return web.redirect_to_status(app.current_event.raw_event, text)

@@ -18,14 +18,14 @@ web.protect(app)
 
 
 @app.get("/callback")
-def callback() -> Response:
+def callback() -> Response[str]:
     event = app.current_event.raw_event
     ctx = web.request_context(event)
     params = {k: v for k, v in (app.current_event.query_string_parameters or {}).items() if v is not None}
     complete_connect(
         params,
         admin=ctx.admin,
-        browser_state=cookie_value(app.current_event.get_header_value("Cookie")),
+        browser_state=cookie_value(app.current_event.headers.get("Cookie")),
         states=web.states(),
         store=web.store(),
         oauth=oauth_client,

@@ -6,7 +6,7 @@ import threading
 from dataclasses import replace
 
 from keaplink.errors import TokenConflict
-from keaplink.token import Connection, Status, Token
+from keaplink.keap_token import Connection, Status, Token
 
 
 class FakeTokenStore:

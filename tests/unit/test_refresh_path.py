@@ -7,9 +7,9 @@ import threading
 import pytest
 
 from keaplink.errors import KeapClientConfigError, KeapUnavailable, LeaseBusy, NeedsReauth, NotConnected
+from keaplink.keap_token import Connection, Status, Token
 from keaplink.refresh import STEPS, Outcome, Refresher, RefreshPolicy
 from keaplink.refresh_policy import RefreshReason
-from keaplink.token import Connection, Status, Token
 from tests.unit.fakes import FakeOAuth, FakeTokenStore, RecordingMetrics
 
 NOW = 1_800_000_000.0

@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 
 from keaplink.errors import KeapUnavailable
-from keaplink.token import Token
+from keaplink.keap_token import Token
 
 BODY = {"access_token": "AT", "refresh_token": "RT", "expires_in": 86400, "token_type": "bearer",
         "scope": "full|ab123.infusionsoft.com"}

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import hmac
 import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from datetime import datetime, timezone
-from typing import Any, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from keaplink.errors import CodeExchangeFailed, OAuthDenied, OAuthStateInvalid
+from keaplink.keap_token import Connection, Status
 from keaplink.oauth import OAuthClient, authorize_url
 from keaplink.observability import logger
 from keaplink.refresh_policy import next_refresh_at
-from keaplink.token import Connection, Status
 from keaplink.token_store import STATE_LIFETIME_S, StateStore, TokenStore
 
 STATE_COOKIE = "keaplink_oauth_state"
@@ -21,7 +22,7 @@ STATE_COOKIE = "keaplink_oauth_state"
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
-    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat(timespec="seconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
 def status_view(conn: Connection, auth_mode: str, callback_url: str) -> dict[str, Any]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache
 from typing import Any
 
 import boto3
@@ -13,11 +13,11 @@ from keaplink.config import get_settings
 _CONFIG = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 4})
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str) -> Any:
     """A boto3 client for ``service`` honouring ``AWS_ENDPOINT_URL`` (one per container)."""
     settings = get_settings()
-    return boto3.session.Session().client(
+    return boto3.session.Session().client(  # type: ignore[call-overload]  # service is dynamic
         service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url, config=_CONFIG
     )
 

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 from urllib.parse import quote
 
 import requests
@@ -30,13 +31,24 @@ class UpsertResult:
 
 
 class KeapClient:
-    def __init__(self, api_url: str, auth: dict[str, str], timeout: float = 10.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        auth: dict[str, str],
+        timeout: float = 10.0,
+        before_call: Callable[[], None] | None = None,
+    ) -> None:
         self.api_url = api_url.rstrip("/")
         self.auth = auth
         self.timeout = timeout
+        self.before_call = before_call  # e.g. a rate limiter's acquire: every request passes through it
         self.last_throttle = Throttle()
+        self.calls = 0
 
     def _request(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
+        if self.before_call:
+            self.before_call()
+        self.calls += 1
         headers = {**self.auth, "Accept": "application/json"}
         response = send(method, f"{self.api_url}{path}", what, self.timeout, headers=headers, **kwargs)
         self.last_throttle = Throttle.from_headers(response.headers)

@@ -6,9 +6,10 @@ Keap's API gateway answers in its own body shape for 401 and 429.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Mapping
+from typing import Any
 
 import requests
 from requests.adapters import HTTPAdapter

@@ -16,7 +16,7 @@ from keaplink.errors import (
     RefreshTokenDead,
 )
 from keaplink.keap_http import describe, parse_body, retry_after_seconds, send
-from keaplink.token import Token
+from keaplink.keap_token import Token
 
 # Keap answers a dead refresh token with invalid_grant; one forum case got invalid_request. Both mean
 # "only a new authorization helps"; invalid_client is a wrong client id/secret, a configuration error.

@@ -13,7 +13,8 @@ h1{font-size:1.4rem;margin:.2rem 0 1rem}
 .badge{display:inline-block;padding:.2rem .6rem;border-radius:1rem;font-weight:600}
 .connected{background:#dff5e3;color:#17642b}.not_connected{background:#eceff3;color:#444}
 .needs_reauth{background:#fde2e1;color:#8a1c17}
-dl{display:grid;grid-template-columns:max-content 1fr;gap:.4rem 1rem;margin:0}dt{color:#5b6575}dd{margin:0;word-break:break-all}
+dl{display:grid;grid-template-columns:max-content 1fr;gap:.4rem 1rem;margin:0}
+dt{color:#5b6575}dd{margin:0;word-break:break-all}
 .btn{display:inline-block;padding:.6rem 1.1rem;border-radius:.4rem;border:0;background:#2456d6;color:#fff;
 text-decoration:none;font-size:1rem;cursor:pointer;margin:.3rem .4rem .3rem 0}.btn.secondary{background:#5b6575}
 .msg{padding:.7rem 1rem;border-radius:.4rem;margin-bottom:1rem}.ok{background:#dff5e3}.err{background:#fde2e1}

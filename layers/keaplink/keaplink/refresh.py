@@ -11,9 +11,9 @@ from __future__ import annotations
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Callable
 
 from keaplink.errors import (
     KeapClientConfigError,
@@ -25,10 +25,10 @@ from keaplink.errors import (
     RefreshTokenDead,
     TokenConflict,
 )
-from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
+from keaplink.keap_token import Connection, Status
 from keaplink.oauth import OAuthClient
+from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
 from keaplink.refresh_policy import RefreshReason, should_refresh
-from keaplink.token import Connection, Status
 from keaplink.token_store import TokenStore
 
 Clock = Callable[[], float]
@@ -158,7 +158,7 @@ class Refresher:
                 return self.store.store_refreshed(token, latest.version, self.clock())
             except TokenConflict:
                 raise  # a reconnect happened meanwhile: its token is newer than ours
-            except Exception as exc:  # noqa: BLE001 - any DynamoDB error: the token must not be dropped
+            except Exception as exc:
                 if attempt == self.policy.save_attempts:
                     logger.error("could not save refreshed token", extra={"error": type(exc).__name__})
                     raise

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from enum import Enum
 
-from keaplink.token import Connection, Status
+from keaplink.keap_token import Connection, Status
 
 # Keap's tutorial: refresh a 24 h token 3 h before it expires. Kept as a fraction of ``expires_in`` so a
 # token with another lifetime (an older example returned 28800 s) is refreshed at the same relative point.

@@ -11,8 +11,8 @@ from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
 
 from keaplink.crypto import Cipher, KmsCipher
 from keaplink.errors import OAuthStateInvalid, TokenConflict
+from keaplink.keap_token import Connection, Status, Token
 from keaplink.models import ConnectionItem, connection_model
-from keaplink.token import Connection, Status, Token
 
 STATE_LIFETIME_S = 600  # an OAuth state is good for 10 minutes
 

@@ -4,8 +4,9 @@ typed-error → HTML page mapping, and the objects a request needs."""
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping
+from typing import Any
 from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
@@ -51,7 +52,7 @@ ERROR_PAGES: dict[type[Exception], tuple[int, str, str]] = {
 }
 
 
-def html(status: int, body: str, headers: Mapping[str, str] | None = None) -> Response:
+def html(status: int, body: str, headers: Mapping[str, str] | None = None) -> Response[str]:
     return Response(
         status,
         content_types.TEXT_HTML,
@@ -108,7 +109,7 @@ def render_status(event: Mapping[str, Any], message: str | None) -> str:
     return status_page(view, ctx.base_path, message)
 
 
-def redirect_to_status(event: Mapping[str, Any], message: str, clear_state_cookie: bool = False) -> Response:
+def redirect_to_status(event: Mapping[str, Any], message: str, clear_state_cookie: bool = False) -> Response[str]:
     ctx = request_context(event)
     headers = {"Location": f"{ctx.base_path}/?message={quote(message)}"}
     if clear_state_cookie:
@@ -116,7 +117,7 @@ def redirect_to_status(event: Mapping[str, Any], message: str, clear_state_cooki
     return html(303, "", headers)
 
 
-def _require_admin(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response:
+def _require_admin(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
     """Every admin route needs HTTP Basic credentials; anything else gets a bare 401."""
     event = app.current_event.raw_event
     user = authenticate(header(event, "Authorization"), credentials.admin_password())
@@ -131,7 +132,7 @@ def protect(app: APIGatewayRestResolver) -> None:
     """Install admin authentication and the typed-error pages on a resolver."""
     app.use(middlewares=[_require_admin])
 
-    def render(exc: Exception) -> Response:
+    def render(exc: Exception) -> Response[str]:
         status, title, hint = next(
             (ERROR_PAGES[cls] for cls in type(exc).__mro__ if cls in ERROR_PAGES), (500, "Error", "")
         )

@@ -1,0 +1,17 @@
+"""Contact and tag actions, triggered by SQS (partial batch responses)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from keaplink.actions_batch import ActionsDeps, default_deps, process_batch
+from keaplink.observability import logger, metrics
+from keaplink.wiring import refresher
+
+
+@logger.inject_lambda_context
+@metrics.log_metrics
+def lambda_handler(event: dict[str, Any], context: LambdaContext, deps: ActionsDeps | None = None) -> dict[str, Any]:
+    return process_batch(event, deps or default_deps(refresher(metrics), metrics), context)

@@ -1,0 +1,187 @@
+"""Connect Keap: /connect → sandbox consent → /callback → status, and every failure case."""
+
+from __future__ import annotations
+
+import time
+from datetime import datetime
+
+import pytest
+
+from keaplink.token_store import StateStore, TokenStore
+from tests.support import flows
+from tests.support.apigw import basic
+
+
+def stored() -> tuple[int, str | None]:
+    conn = TokenStore("default").load()
+    return conn.version, conn.token.access_token if conn.token else None
+
+
+def test_connect_happy_path(aws, sandbox) -> None:
+    location, cookie = flows.start_connect()
+    assert location.startswith(f"{sandbox.url}/app/oauth/authorize?")
+    assert "redirect_uri=https%3A%2F%2Fabc123.execute-api.us-east-1.amazonaws.com%2Fprod%2Fcallback" in location
+    params = flows.consent(location)
+    response = flows.callback(params, cookie)
+    assert response["statusCode"] == 303
+    assert flows.header(response, "Location") == "/prod/?message=Keap%20connected."
+    status = flows.status_json()
+    assert status["status"] == "connected" and status["auth_mode"] == "oauth"
+    assert status["tenant"] == "sb123.infusionsoft.com"
+    expires = datetime.fromisoformat(status["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert abs(expires - (time.time() + 86400)) < 60
+    nxt = datetime.fromisoformat(status["next_refresh_at"].replace("Z", "+00:00")).timestamp()
+    assert abs(nxt - (time.time() + 21 * 3600)) < 60
+    assert "access_token" not in str(status) and "refresh_token" not in str(status)
+    page = flows.call("authorize", "GET", "/", {"message": "Keap connected."})
+    assert page["statusCode"] == 200 and "Connected" in page["body"] and "sb123.infusionsoft.com" in page["body"]
+    assert "Reconnect" in page["body"] and "Keap connected." in page["body"]
+
+
+def test_status_before_connecting(aws) -> None:
+    status = flows.status_json()
+    assert status["status"] == "not_connected"
+    assert status["callback_url"] == "https://abc123.execute-api.us-east-1.amazonaws.com/prod/callback"
+    page = flows.call("authorize", "GET", "/")
+    assert "Connect Keap" in page["body"] and status["callback_url"] in page["body"]
+
+
+@pytest.mark.parametrize("path", ["/", "/status.json", "/connect"])
+@pytest.mark.parametrize("auth", [None, basic("admin", "wrong"), basic("root", "test-admin-password"), "Bearer x"])
+def test_admin_routes_need_the_password(aws, path: str, auth: str | None) -> None:
+    headers = {"Authorization": auth} if auth else {}
+    from tests.support.apigw import FakeContext, rest_event
+    from tests.support.handlers import load_handler
+
+    response = load_handler("authorize").lambda_handler(rest_event("GET", path, headers=headers), FakeContext())
+    assert response["statusCode"] == 401
+    assert response["body"] == "Unauthorized"
+    assert flows.header(response, "WWW-Authenticate", ).startswith("Basic ")
+
+
+def test_callback_needs_the_password_too(aws, sandbox) -> None:
+    from tests.support.apigw import FakeContext, rest_event
+    from tests.support.handlers import load_handler
+
+    event = rest_event("GET", "/callback", {"code": "x", "state": "y"})
+    assert load_handler("callback").lambda_handler(event, FakeContext())["statusCode"] == 401
+
+
+@pytest.fixture
+def connected(aws, sandbox):  # type: ignore[no-untyped-def]
+    """Start each failure case from a working connection, to prove it is left untouched."""
+    flows.connect()
+    return stored()
+
+
+def assert_page(response: dict, status: int, *texts: str) -> None:
+    assert response["statusCode"] == status, response
+    assert flows.header(response, "Content-Type").startswith("text/html")
+    for text in texts:
+        assert text in response["body"], response["body"]
+
+
+def test_denied(connected, sandbox) -> None:
+    location, cookie = flows.start_connect()
+    params = flows.consent(location, "deny")
+    assert params["error"] == "access_denied"
+    assert_page(flows.callback(params, cookie), 403, "Keap access was denied", "User denied access to resource")
+    assert stored() == connected
+
+
+def test_denied_even_after_allow_when_login_has_no_app(connected, sandbox) -> None:
+    sandbox.configure(deny_all=True)
+    location, cookie = flows.start_connect()
+    assert_page(flows.callback(flows.consent(location, "allow"), cookie), 403, "no Keap app attached")
+    assert stored() == connected
+
+
+def test_missing_state(connected, sandbox) -> None:
+    location, cookie = flows.start_connect()
+    params = flows.consent(location)
+    params.pop("state")
+    assert_page(flows.callback(params, cookie), 400, "This connection link is not valid")
+    assert stored() == connected
+
+
+def test_unknown_state_is_rejected_even_with_matching_cookie(connected, sandbox) -> None:
+    location, _ = flows.start_connect()
+    params = {**flows.consent(location), "state": "forged-state"}
+    assert_page(flows.callback(params, "keaplink_oauth_state=forged-state"), 400, "not valid")
+    assert stored() == connected
+
+
+def test_state_from_another_browser(connected, sandbox) -> None:
+    location, _ = flows.start_connect()
+    _, other_cookie = flows.start_connect()
+    assert_page(flows.callback(flows.consent(location), other_cookie), 400, "another browser")
+    assert stored() == connected
+
+
+def test_missing_cookie(connected, sandbox) -> None:
+    location, _ = flows.start_connect()
+    assert_page(flows.callback(flows.consent(location), None), 400, "not valid")
+    assert stored() == connected
+
+
+def test_expired_state(connected, sandbox) -> None:
+    state = StateStore().issue("admin", time.time() - 601)
+    sandbox.control("DELETE", "requests")
+    params = {"code": "whatever", "state": state}
+    assert_page(flows.callback(params, f"keaplink_oauth_state={state}"), 400, "expired")
+    assert stored() == connected
+    assert sandbox.requests_log("/token") == []  # rejected before any code exchange
+
+
+def test_replayed_callback(aws, sandbox) -> None:
+    location, cookie = flows.start_connect()
+    params = flows.consent(location)
+    assert flows.callback(params, cookie)["statusCode"] == 303
+    before = stored()
+    assert_page(flows.callback(params, cookie), 400, "already used")
+    assert stored() == before
+
+
+def test_missing_code(connected, sandbox) -> None:
+    location, cookie = flows.start_connect()
+    params = flows.consent(location)
+    params.pop("code")
+    assert_page(flows.callback(params, cookie), 400, "Keap did not accept the authorization")
+    assert stored() == connected
+
+
+def test_code_refused_by_keap(connected, sandbox) -> None:
+    location, cookie = flows.start_connect()
+    params = {**flows.consent(location), "code": "not-a-real-code"}
+    assert_page(flows.callback(params, cookie), 400, "Keap did not accept the authorization", "Invalid")
+    assert stored() == connected
+
+
+def test_token_endpoint_down(connected, sandbox) -> None:
+    location, cookie = flows.start_connect()
+    params = flows.consent(location)
+    sandbox.fault(path_prefix="/token", status=503, count=1)
+    assert_page(flows.callback(params, cookie), 502, "Keap could not be reached")
+    assert stored() == connected
+
+
+def test_wrong_client_secret(connected, sandbox, aws) -> None:
+    import json
+
+    from keaplink import credentials
+
+    aws.client("secretsmanager").put_secret_value(
+        SecretId=aws.credentials_secret,
+        SecretString=json.dumps({"client_id": "sandbox-client-id", "client_secret": "wrong"}),
+    )
+    credentials.reset()
+    location, cookie = flows.start_connect()
+    assert_page(flows.callback(flows.consent(location), cookie), 500, "client id or secret")
+    assert stored() == connected
+
+
+def test_reconnect_replaces_the_token(connected, sandbox) -> None:
+    version, access = connected
+    flows.connect()
+    new_version, new_access = stored()
+    assert new_version == version + 1 and new_access != access

@@ -1,0 +1,37 @@
+"""Fixtures for the Keap sandbox tests: one sandbox per module, reset before every test."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from keap_sandbox.state import SandboxConfig
+from keap_sandbox.testing import SandboxHandle, start_sandbox
+from tests.sandbox.sandbox_helpers import REDIRECT_URI, Api
+
+_MUTABLE_DEFAULTS = {k: v for k, v in SandboxConfig().to_json().items() if k in SandboxConfig.MUTABLE}
+
+
+@pytest.fixture(scope="module")
+def _sandbox() -> Iterator[SandboxHandle]:
+    with start_sandbox() as handle:
+        yield handle
+
+
+@pytest.fixture
+def sb(_sandbox: SandboxHandle) -> SandboxHandle:
+    _sandbox.control.reset()
+    _sandbox.control.configure(**_MUTABLE_DEFAULTS)
+    return _sandbox
+
+
+@pytest.fixture
+def tokens(sb: SandboxHandle) -> dict[str, Any]:
+    return sb.control.obtain_tokens(REDIRECT_URI)
+
+
+@pytest.fixture
+def api(sb: SandboxHandle, tokens: dict[str, Any]) -> Api:
+    return Api(sb, token=tokens["access_token"])

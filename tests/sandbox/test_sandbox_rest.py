@@ -1,0 +1,181 @@
+"""REST v2 behaviour (KEAP.md "REST API"): contacts, tags, applyTags, key auth, errors."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import requests
+
+from keap_sandbox.testing import SandboxHandle
+from tests.sandbox.sandbox_helpers import Api
+
+
+def _contact(email: str, given: str = "Ada", family: str = "Lovelace", field: str = "EMAIL1") -> dict[str, Any]:
+    return {"email_addresses": [{"email": email, "field": field}], "given_name": given, "family_name": family}
+
+
+def test_create_contact(api: Api) -> None:
+    r = api.post("/v2/contacts", _contact("ada@example.com"), params={"duplicate_option": "Email"})
+    assert r.status_code == 201
+    c = r.json()
+    assert c["id"] == "1"
+    assert c["given_name"] == "Ada" and c["family_name"] == "Lovelace"
+    assert c["email_addresses"] == [{"email": "ada@example.com", "field": "EMAIL1"}]
+    assert c["tag_ids"] == []
+    assert c["create_time"].endswith("Z") and c["update_time"]
+
+
+def test_upsert_updates_existing_by_email_case_insensitive(api: Api, sb: SandboxHandle) -> None:
+    first = api.post(
+        "/v2/contacts?duplicate_option=Email",
+        {
+            "email_addresses": [
+                {"email": "ada@example.com", "field": "EMAIL1"},
+                {"email": "ada@work.example", "field": "EMAIL2"},
+            ],
+            "given_name": "Ada",
+        },
+    ).json()
+    r = api.post("/v2/contacts?duplicate_option=Email", _contact("ADA@Example.com", given="Augusta"))
+    assert r.status_code == 200
+    c = r.json()
+    assert c["id"] == first["id"]
+    assert c["given_name"] == "Augusta"
+    # email_addresses given on an update replaces the list
+    assert c["email_addresses"] == [{"email": "ADA@Example.com", "field": "EMAIL1"}]
+    assert len(sb.control.contacts()) == 1
+
+
+def test_without_duplicate_option_always_creates(api: Api) -> None:
+    a = api.post("/v2/contacts", _contact("x@example.com"))
+    b = api.post("/v2/contacts", _contact("x@example.com"))
+    assert (a.status_code, b.status_code) == (201, 201)
+    assert a.json()["id"] != b.json()["id"]
+
+
+def test_email_and_name_option(api: Api) -> None:
+    a = api.post("/v2/contacts?duplicate_option=EmailAndName", _contact("y@example.com", given="A")).json()
+    b = api.post("/v2/contacts?duplicate_option=EmailAndName", _contact("y@example.com", given="B"))
+    assert b.status_code == 201 and b.json()["id"] != a["id"]
+    c = api.post("/v2/contacts?duplicate_option=EmailAndName", _contact("y@example.com", given="a"))
+    assert c.status_code == 200 and c.json()["id"] == a["id"]
+
+
+def _assert_400(r: requests.Response) -> None:
+    assert r.status_code == 400, r.text
+    body = r.json()
+    assert body["code"] == 400 and body["status"] == "INVALID_ARGUMENT"
+    assert body["message"] and body["details"] == []
+
+
+def test_contact_validation(api: Api) -> None:
+    _assert_400(api.post("/v2/contacts", {"given_name": "Nobody"}))
+    _assert_400(api.post("/v2/contacts", _contact("a@example.com", given="x" * 41)))
+    _assert_400(api.post("/v2/contacts", _contact("a" * 64 + "@example.com")))  # 76 chars
+    _assert_400(api.post("/v2/contacts", _contact("not-an-email")))
+    _assert_400(api.post("/v2/contacts", _contact("a@example.com", field="EMAIL9")))
+    _assert_400(api.post("/v2/contacts?duplicate_option=Phone", _contact("a@example.com")))
+    _assert_400(api.s.post(api.base + "/v2/contacts", data="{nope", timeout=5))
+    # boundaries are allowed
+    assert api.post("/v2/contacts", _contact("a" * 63 + "@example.com", given="x" * 40)).status_code == 201
+    # a phone number alone is enough
+    assert api.post("/v2/contacts", {"phone_numbers": [{"number": "555", "field": "PHONE1"}]}).status_code == 201
+
+
+def test_get_contact(api: Api) -> None:
+    c = api.post("/v2/contacts", _contact("g@example.com")).json()
+    r = api.get(f"/v2/contacts/{c['id']}")
+    assert r.status_code == 200 and r.json() == c
+    r = api.get("/v2/contacts/999")
+    assert r.status_code == 404
+    assert r.json() == {"code": 404, "message": "Contact not found", "status": "NOT_FOUND"}
+
+
+def test_list_contacts_with_filter_and_paging(api: Api) -> None:
+    for i in range(5):
+        api.post("/v2/contacts", _contact(f"p{i}@example.com"))
+    r = api.get("/v2/contacts", params={"filter": "email==P3@example.com"})
+    assert r.status_code == 200
+    body = r.json()
+    assert [c["email_addresses"][0]["email"] for c in body["contacts"]] == ["p3@example.com"]
+    assert body["next_page_token"] == ""
+    assert api.get("/v2/contacts?filter=email%3D%3Dnone%40example.com").json()["contacts"] == []
+    page = api.get("/v2/contacts", params={"page_size": 2}).json()
+    assert len(page["contacts"]) == 2 and page["next_page_token"]
+    seen = [c["id"] for c in page["contacts"]]
+    while page["next_page_token"]:
+        page = api.get("/v2/contacts", params={"page_size": 2, "page_token": page["next_page_token"]}).json()
+        seen += [c["id"] for c in page["contacts"]]
+    assert seen == ["1", "2", "3", "4", "5"]
+    _assert_400(api.get("/v2/contacts", params={"filter": "shoe_size==9"}))
+
+
+def test_tags_create_search_conflict(api: Api) -> None:
+    r = api.post("/v2/tags", {"name": "buttonpushed", "description": "Pushed the button"})
+    assert r.status_code == 201
+    tag = r.json()
+    assert tag == {"id": tag["id"], "name": "buttonpushed", "description": "Pushed the button"}
+    api.post("/v2/tags", {"name": "buttonpushed2"})
+    r = api.get("/v2/tags?filter=name%3D%3Dbuttonpushed")
+    assert r.status_code == 200
+    assert r.json() == {"tags": [tag], "next_page_token": ""}
+    assert api.get("/v2/tags", params={"filter": "name==missing"}).json()["tags"] == []
+    assert len(api.get("/v2/tags").json()["tags"]) == 2
+    dup = api.post("/v2/tags", {"name": "buttonpushed"})
+    assert dup.status_code == 409
+    assert dup.json() == {"code": 409, "message": "Tag with name already exists", "status": "ALREADY_EXISTS"}
+    _assert_400(api.post("/v2/tags", {"description": "no name"}))
+    _assert_400(api.post("/v2/tags", {"name": "t" * 256}))
+    assert api.post("/v2/tags", {"name": "t" * 255}).status_code == 201
+
+
+def test_apply_tags(api: Api, sb: SandboxHandle) -> None:
+    c = api.post("/v2/contacts", _contact("t@example.com")).json()
+    tag = api.post("/v2/tags", {"name": "buttonpushed"}).json()
+    path = f"/v2/tags/{tag['id']}/contacts:applyTags"
+    r = api.post(path, {"contact_ids": [c["id"]]})
+    assert r.status_code == 200
+    assert r.json() == {"results": {c["id"]: "SUCCESS"}}
+    assert api.get(f"/v2/contacts/{c['id']}").json()["tag_ids"] == [tag["id"]]
+    # idempotent
+    r = api.post(path, {"contact_ids": [c["id"], "999"]})
+    assert r.status_code == 200
+    assert r.json() == {"results": {c["id"]: "SUCCESS", "999": "NOT_FOUND"}}
+    assert api.get(f"/v2/contacts/{c['id']}").json()["tag_ids"] == [tag["id"]]
+    # unknown tag
+    r = api.post("/v2/tags/12345/contacts:applyTags", {"contact_ids": [c["id"]]})
+    assert r.status_code == 404 and r.json()["status"] == "NOT_FOUND"
+    _assert_400(api.post(path, {"contact_ids": []}))
+    # the colon may arrive percent-encoded
+    assert api.post(f"/v2/tags/{tag['id']}/contacts%3AapplyTags", {"contact_ids": [c["id"]]}).status_code == 200
+
+
+def test_unknown_route_and_method(api: Api, sb: SandboxHandle) -> None:
+    r = api.get("/v2/nothing")
+    assert r.status_code == 404 and r.json()["code"] == 404
+    r = api.s.delete(api.base + "/v2/contacts/1", timeout=5)
+    assert r.status_code == 405
+    r = requests.get(sb.url + "/no/such/thing", timeout=5)
+    assert r.status_code == 404 and r.headers["Content-Type"] == "application/json"
+
+
+def test_missing_or_bogus_token_is_401_fault(sb: SandboxHandle) -> None:
+    for api in (Api(sb), Api(sb, token="bogus"), Api(sb, key="bogus")):
+        r = api.get("/v2/tags")
+        assert r.status_code == 401
+        assert r.json()["fault"]["detail"]["errorcode"] == "keymanagement.service.invalid_access_token"
+
+
+def test_api_key_auth(sb: SandboxHandle) -> None:
+    for kind in ("sak", "pat"):
+        key = sb.control.create_key(kind)
+        api = Api(sb, key=key)
+        r = api.post("/v2/tags", {"name": f"via-{kind}"})
+        assert r.status_code == 201
+        assert r.headers["x-keap-product-spike-limit"] == "10ps"
+        assert r.headers["x-keap-product-throttle-limit"] == "240"
+        assert r.headers["x-keap-product-quota-limit"] == "30000"
+    log = sb.control.requests()
+    assert [e["auth"] for e in log] == ["key", "key"]
+    sb.control.revoke(include_keys=True)
+    assert Api(sb, key=key).get("/v2/tags").status_code == 401

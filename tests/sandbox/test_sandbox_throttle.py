@@ -1,0 +1,143 @@
+"""Throttles and quotas (KEAP.md "Throttles and quotas"): headers, counting, 429, Retry-After."""
+
+from __future__ import annotations
+
+import time
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+
+from keap_sandbox.testing import SandboxHandle
+from tests.sandbox.sandbox_helpers import Api
+
+QUOTA_ERRORCODE = "policies.ratelimit.QuotaViolation"
+
+
+def test_headers_on_every_rest_response(api: Api, sb: SandboxHandle) -> None:
+    r = api.get("/v2/tags")
+    h = r.headers
+    assert h["x-keap-product-throttle-limit"] == "1500"
+    assert h["x-keap-product-throttle-time-unit"] == "minute"
+    assert h["x-keap-product-throttle-interval"] == "1"
+    assert h["x-keap-product-quota-limit"] == "150000"
+    assert h["x-keap-product-quota-time-unit"] == "day"
+    assert h["x-keap-product-quota-interval"] == "1"
+    assert h["x-keap-tenant-id"] == "sb123.infusionsoft.com"
+    assert h["x-keap-tenant-throttle-limit"] == "10000|250000"
+    assert h["x-keap-tenant-throttle-time-unit"] == "minute|day"
+    assert h["x-keap-tenant-throttle-interval"] == "1|1"
+    assert "x-keap-product-spike-limit" not in h  # only for PAT/SAK
+    now = datetime.fromtimestamp(sb.control.clock(), tz=UTC)
+    midnight = datetime(now.year, now.month, now.day, tzinfo=UTC) + timedelta(days=1)
+    assert int(h["x-keap-product-quota-expiry-time"]) == int(midnight.timestamp() * 1000)
+    # errors carry them too
+    assert "x-keap-product-throttle-used" in api.get("/v2/contacts/999").headers
+
+
+def test_counts_move(api: Api, sb: SandboxHandle) -> None:
+    sb.control.advance_clock(60 - sb.control.clock() % 60 + 1)  # stay inside one minute window
+    used = [int(api.get("/v2/tags").headers["x-keap-product-throttle-used"]) for _ in range(3)]
+    assert used == [1, 2, 3]
+    h = api.get("/v2/tags").headers
+    assert h["x-keap-product-throttle-available"] == "1496"
+    assert h["x-keap-product-quota-used"] == "4"
+    assert h["x-keap-product-quota-available"] == "149996"
+    assert h["x-keap-tenant-throttle-used"] == "4|4"
+    assert h["x-keap-tenant-throttle-available"] == "9996|249996"
+    # a new minute resets the minute counters, not the day counters
+    sb.control.advance_clock(60)
+    h = api.get("/v2/tags").headers
+    assert h["x-keap-product-throttle-used"] == "1"
+
+
+def test_minute_limit_gives_429_with_retry_after(api: Api, sb: SandboxHandle) -> None:
+    sb.control.configure(throttle=True, limits={"oauth_per_minute": 3})
+    sb.control.advance_clock(60 - sb.control.clock() % 60 + 1)
+    assert [api.get("/v2/tags").status_code for _ in range(3)] == [200, 200, 200]
+    r = api.get("/v2/tags")
+    assert r.status_code == 429
+    fault = r.json()["fault"]
+    assert fault["detail"]["errorcode"] == QUOTA_ERRORCODE
+    assert fault["faultstring"].startswith("Rate limit quota violation. Quota limit  exceeded. Identifier : ")
+    assert 1 <= int(r.headers["Retry-After"]) <= 60
+    assert r.headers["x-keap-product-throttle-available"] == "0"
+    # rejected requests are not counted; the next minute is free again
+    sb.control.advance_clock(60)
+    assert api.get("/v2/tags").status_code == 200
+
+
+def test_retry_after_can_be_switched_off(sb: SandboxHandle) -> None:
+    now = sb.control.clock()
+    sb.control.set_clock(now - now % 86400 + 86400 - 120)  # two minutes before 00:00 UTC
+    api = Api(sb, token=sb.control.obtain_tokens("https://app.example.test/cb")["access_token"])
+    sb.control.configure(throttle=True, limits={"oauth_per_day": 1}, send_retry_after=False)
+    assert api.get("/v2/tags").status_code == 200
+    r = api.get("/v2/tags")
+    assert r.status_code == 429
+    assert "Retry-After" not in r.headers
+    sb.control.advance_clock(180)  # the day quota resets at 00:00 UTC
+    assert api.get("/v2/tags").status_code == 200
+
+
+def test_throttle_off_counts_but_never_429(api: Api, sb: SandboxHandle) -> None:
+    sb.control.configure(throttle=False, limits={"oauth_per_minute": 1})
+    codes = [api.get("/v2/tags").status_code for _ in range(3)]
+    assert codes == [200, 200, 200]
+
+
+def test_tenant_limit_spans_credentials(sb: SandboxHandle, api: Api) -> None:
+    sb.control.configure(throttle=True, limits={"tenant_per_minute": 2})
+    sb.control.advance_clock(60 - sb.control.clock() % 60 + 1)
+    key_api = Api(sb, key=sb.control.create_key("sak"))
+    assert api.get("/v2/tags").status_code == 200
+    assert key_api.get("/v2/tags").status_code == 200
+    r = key_api.get("/v2/tags")
+    assert r.status_code == 429
+    assert "sb123.infusionsoft.com" in r.json()["fault"]["faultstring"]
+
+
+def test_key_limits(sb: SandboxHandle) -> None:
+    sb.control.configure(throttle=True, limits={"key_per_minute": 2})
+    sb.control.advance_clock(60 - sb.control.clock() % 60 + 1)
+    key_api = Api(sb, key=sb.control.create_key("pat"))
+    assert [key_api.get("/v2/tags").status_code for _ in range(3)] == [200, 200, 429]
+    # another key has its own budget
+    assert Api(sb, key=sb.control.create_key("pat")).get("/v2/tags").status_code == 200
+
+
+def test_per_second_limit_uses_real_time(sb: SandboxHandle) -> None:
+    sb.control.configure(throttle=True, limits={"key_per_second": 5})
+    key = sb.control.create_key("sak")
+
+    def call(_: int) -> int:
+        return Api(sb, key=key).get("/v2/tags").status_code
+
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(call, range(8)))
+    assert codes.count(200) == 5 and codes.count(429) == 3
+    time.sleep(1.05)
+    assert call(0) == 200
+
+
+def test_spike_limit_for_oauth(sb: SandboxHandle, api: Api) -> None:
+    sb.control.configure(throttle=True, limits={"spike_per_second": 3})
+    codes = [api.get("/v2/tags").status_code for _ in range(5)]
+    assert codes == [200, 200, 200, 429, 429]
+
+
+def test_token_endpoint_not_throttled(sb: SandboxHandle) -> None:
+    sb.control.configure(throttle=True, limits={"spike_per_second": 0, "oauth_per_minute": 0})
+    tok = sb.control.obtain_tokens("https://app.example.test/cb")
+    assert tok["access_token"]
+    assert Api(sb, token=tok["access_token"]).get("/v2/tags").status_code == 429
+
+
+def test_bad_limits_rejected(sb: SandboxHandle) -> None:
+    from keap_sandbox.testing import SandboxControlError
+
+    for bad in ({"limits": {"nope": 1}}, {"limits": {"oauth_per_minute": -1}}, {"throttle": "yes"}, {"client_id": "x"}):
+        try:
+            sb.control.configure(**bad)
+        except SandboxControlError as exc:
+            assert exc.status == 400
+        else:
+            raise AssertionError(f"accepted {bad}")

@@ -1,0 +1,72 @@
+"""Drive the admin routes as a browser would, against handlers called in-process."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import parse_qs, urlsplit
+
+import requests
+
+from tests.support.apigw import FakeContext, basic, rest_event
+from tests.support.aws_local import ADMIN_PASSWORD
+from tests.support.handlers import load_handler
+
+AUTH = {"Authorization": basic("admin", ADMIN_PASSWORD)}
+
+
+def call(function: str, method: str, path: str, query: dict[str, str] | None = None,
+         headers: dict[str, str] | None = None) -> dict[str, Any]:
+    module = load_handler(function)
+    result: dict[str, Any] = module.lambda_handler(rest_event(method, path, query, {**AUTH, **(headers or {})}),
+                                                   FakeContext())
+    return result
+
+
+def header(response: dict[str, Any], name: str) -> str | None:
+    for source in (response.get("headers") or {}, response.get("multiValueHeaders") or {}):
+        for key, value in source.items():
+            if key.lower() == name.lower():
+                return value[0] if isinstance(value, list) else value
+    return None
+
+
+def start_connect() -> tuple[str, str]:
+    """GET /connect → (Keap authorize URL, state cookie)."""
+    response = call("authorize", "GET", "/connect")
+    assert response["statusCode"] == 302, response
+    location, cookie = header(response, "Location"), header(response, "Set-Cookie")
+    assert location and cookie
+    return location, cookie.split(";")[0]
+
+
+def consent(authorize_url: str, decision: str = "allow") -> dict[str, str]:
+    """The admin clicks Allow/Deny on the (sandbox) Keap page → the callback's query parameters."""
+    page = requests.get(authorize_url, timeout=10, allow_redirects=False)
+    if page.status_code == 302:  # e.g. server_error for an unknown client id
+        return {k: v[0] for k, v in parse_qs(urlsplit(page.headers["Location"]).query).items()}
+    assert page.status_code == 200 and 'id="allow"' in page.text, page.text[:300]
+    form = {k: v[0] for k, v in parse_qs(urlsplit(authorize_url).query).items()}
+    answer = requests.post(urlsplit(authorize_url)._replace(query="").geturl(), data={**form, "decision": decision},
+                           timeout=10, allow_redirects=False)
+    assert answer.status_code == 302, answer.text[:300]
+    return {k: v[0] for k, v in parse_qs(urlsplit(answer.headers["Location"]).query).items()}
+
+
+def callback(params: dict[str, str], cookie: str | None) -> dict[str, Any]:
+    return call("callback", "GET", "/callback", params, {"Cookie": cookie} if cookie else {})
+
+
+def connect() -> dict[str, Any]:
+    """The whole happy path; returns status.json."""
+    location, cookie = start_connect()
+    response = callback(consent(location), cookie)
+    assert response["statusCode"] == 303, response
+    return status_json()
+
+
+def status_json() -> dict[str, Any]:
+    response = call("authorize", "GET", "/status.json")
+    assert response["statusCode"] == 200, response
+    result: dict[str, Any] = json.loads(response["body"])
+    return result

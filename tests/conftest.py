@@ -82,9 +82,11 @@ def aws(moto_endpoint: str, sandbox: Sandbox) -> Iterator[AwsResources]:
             "POWERTOOLS_METRICS_NAMESPACE": "keaplink",
         }
     )
-    config.reset()
-    credentials.reset()
+    from keaplink import actions_batch
+
+    for reset in (config.reset, credentials.reset, actions_batch.reset):
+        reset()
     yield resources
     restore_env(previous)
-    config.reset()
-    credentials.reset()
+    for reset in (config.reset, credentials.reset, actions_batch.reset):
+        reset()

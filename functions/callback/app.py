@@ -30,6 +30,7 @@ def callback() -> Response[str]:
         store=web.store(),
         oauth=oauth_client,
         callback_url=ctx.callback_url,
+        gate=web.gate(),
     )
     return web.redirect_to_status(event, "Keap connected.", clear_state_cookie=True)
 

@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from keaplink.observability import logger, metrics
+from keaplink.queue_gate import QueueGate
 from keaplink.refresh import Refresher
 from keaplink.refresh_job import run_scheduled
 from keaplink.wiring import refresher as build_refresher
@@ -17,4 +18,4 @@ from keaplink.wiring import refresher as build_refresher
 def lambda_handler(event: dict[str, Any], context: LambdaContext, refresher: Refresher | None = None) -> dict[str, Any]:
     # {"force": true} in a manual invoke refreshes even a fresh token (e.g. `make invoke`).
     force = bool(event.get("force")) if isinstance(event, dict) else False
-    return run_scheduled(refresher or build_refresher(metrics), metrics, force=force)
+    return run_scheduled(refresher or build_refresher(metrics), metrics, force=force, gate=QueueGate())

@@ -134,3 +134,9 @@ def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None)
         deps.gate.pause()
     logger.info("batch done", extra={"records": len(records), "returned": failed, "keap_calls": session.client.calls})
     return response
+
+
+def reset() -> None:
+    """Forget per-container caches (tests; a container never needs this)."""
+    _limiter.cache_clear()
+    _tag_ids.cache_clear()

@@ -13,6 +13,7 @@ from keaplink.errors import CodeExchangeFailed, OAuthDenied, OAuthStateInvalid
 from keaplink.keap_token import Connection, Status
 from keaplink.oauth import OAuthClient, authorize_url
 from keaplink.observability import logger
+from keaplink.queue_gate import QueueGate
 from keaplink.refresh_policy import next_refresh_at
 from keaplink.token_store import STATE_LIFETIME_S, StateStore, TokenStore
 
@@ -95,6 +96,7 @@ def complete_connect(
     oauth: Callable[[], OAuthClient],
     callback_url: str,
     clock: Callable[[], float] = time.time,
+    gate: QueueGate | None = None,
 ) -> Connection:
     """Validate the callback and store the new token. Raises a typed error, leaving the store untouched.
 
@@ -118,7 +120,18 @@ def complete_connect(
     token = oauth().exchange_code(code, callback_url, clock())
     conn = store.store_authorized(token, clock())
     logger.info("Keap connected", extra={"tenant": token.tenant, "version": conn.version})
+    if gate is not None:
+        _resume(gate)
     return conn
+
+
+def _resume(gate: QueueGate) -> None:
+    """Events held while disconnected flow again. A failure here is not the admin's problem: the token is
+    saved, and the hourly check resumes the queue too."""
+    try:
+        gate.resume()
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("could not resume the actions queue", extra={"error_type": type(exc).__name__})
 
 
 __all__ = ["Status", "complete_connect", "cookie_value", "start_connect", "status_view"]

@@ -6,6 +6,7 @@ from typing import Any
 
 from keaplink.errors import KeapClientConfigError, KeapError, LeaseBusy, NeedsReauth, NotConnected
 from keaplink.observability import MetricsPort, MetricUnit, logger
+from keaplink.queue_gate import QueueGate
 from keaplink.refresh import Refresher
 
 # Outcome by error type. Errors are not re-raised: the next scheduled run is the retry, and Lambda's own
@@ -19,13 +20,17 @@ _OUTCOMES: dict[type[Exception], str] = {
 }
 
 
-def run_scheduled(refresher: Refresher, metrics: MetricsPort, force: bool = False) -> dict[str, Any]:
+def run_scheduled(
+    refresher: Refresher, metrics: MetricsPort, force: bool = False, gate: QueueGate | None = None
+) -> dict[str, Any]:
     try:
         result = refresher.ensure_fresh(force=force)
     except tuple(_OUTCOMES) as exc:
         outcome = next(_OUTCOMES[c] for c in type(exc).__mro__ if c in _OUTCOMES)
         logger.warning("scheduled refresh did not refresh", extra={"outcome": outcome, "error": str(exc)})
         return {"outcome": outcome, "error": str(exc)}
+    if gate is not None:
+        _resume(gate)
     token = result.connection.token
     seconds_left = (token.expires_at - refresher.clock()) if token else 0.0
     metrics.add_metric("SecondsUntilExpiry", MetricUnit.Seconds, seconds_left)
@@ -36,3 +41,11 @@ def run_scheduled(refresher: Refresher, metrics: MetricsPort, force: bool = Fals
         "version": result.connection.version,
         "seconds_until_expiry": round(seconds_left),
     }
+
+
+def _resume(gate: QueueGate) -> None:
+    """Safety net: if the callback could not resume the actions queue after a reconnect, do it now."""
+    try:
+        gate.resume()
+    except Exception as exc:  # noqa: BLE001 - never let this fail the token check itself
+        logger.warning("could not resume the actions queue", extra={"error_type": type(exc).__name__})

@@ -30,6 +30,7 @@ from keaplink.errors import (
 from keaplink.http_event import header, public_base_url
 from keaplink.observability import logger, metrics
 from keaplink.pages import error_page, status_page
+from keaplink.queue_gate import QueueGate
 from keaplink.refresh import Refresher
 from keaplink.token_store import StateStore, TokenStore
 
@@ -92,6 +93,10 @@ def states() -> StateStore:
 
 def store() -> TokenStore:
     return wiring.token_store()
+
+
+def gate() -> QueueGate:
+    return QueueGate()
 
 
 def refresher() -> Refresher:

@@ -1,0 +1,35 @@
+"""A Lambda function and its SQS event source mapping registered on the moto server, so the queue gate
+(pause/resume of the mapping) is exercised over the real Lambda API."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+from tests.support.aws_local import AwsResources
+
+
+def register_actions_function(aws: AwsResources) -> str:
+    name = "keaplink-actions-" + aws.connection_table.rsplit("-", 1)[-1]
+    iam = aws.client("iam")
+    role = iam.create_role(
+        RoleName=f"{name}-role",
+        AssumeRolePolicyDocument=json.dumps({"Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": {"Service": "lambda.amazonaws.com"}, "Action": "sts:AssumeRole"}]}),
+    )["Role"]["Arn"]
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        zf.writestr("app.py", "def lambda_handler(event, context):\n    return {}\n")
+    lam = aws.client("lambda")
+    lam.create_function(FunctionName=name, Runtime="python3.11", Role=role, Handler="app.lambda_handler",
+                        Code={"ZipFile": buf.getvalue()})
+    sqs = aws.client("sqs")
+    arn = sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
+    lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name, BatchSize=10, Enabled=True)
+    return name
+
+
+def mapping_state(aws: AwsResources, name: str) -> str:
+    mappings = aws.client("lambda").list_event_source_mappings(FunctionName=name)["EventSourceMappings"]
+    return str(mappings[0]["State"])

@@ -3,7 +3,7 @@ them from there."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from keaplink import aws
@@ -28,37 +28,48 @@ class DeadLetter:
     message_id: str
     body: str
     reason: str
+    source_message_id: str
     receipt_handle: str
     receive_count: int
 
 
-def peek(dlq_url: str, max_messages: int = 100, visibility_s: int = 30) -> Iterator[DeadLetter]:
-    """Receive (not delete) up to ``max_messages``; they become visible again after ``visibility_s``."""
+def peek(dlq_url: str, max_messages: int = 100, hold_s: int = 30) -> list[DeadLetter]:
+    """Receive up to ``max_messages`` distinct messages, hidden from others for ``hold_s`` seconds.
+
+    Callers act on some and give the rest back with :func:`release`, so listing never hides messages.
+    """
     sqs = aws.client("sqs")
-    seen = 0
-    while seen < max_messages:
+    letters: dict[str, DeadLetter] = {}
+    while len(letters) < max_messages:
         answer = sqs.receive_message(
             QueueUrl=dlq_url,
-            MaxNumberOfMessages=min(10, max_messages - seen),
+            MaxNumberOfMessages=min(10, max_messages - len(letters)),
             MessageAttributeNames=["All"],
             AttributeNames=["ApproximateReceiveCount"],
-            VisibilityTimeout=visibility_s,
+            VisibilityTimeout=hold_s,
             WaitTimeSeconds=0,
         )
-        batch = answer.get("Messages", [])
+        batch = [m for m in answer.get("Messages", []) if m["MessageId"] not in letters]
         if not batch:
-            return
+            break
         for msg in batch:
-            seen += 1
             attrs = msg.get("MessageAttributes", {})
-            reason = attrs.get(REASON_ATTRIBUTE, {}).get("StringValue", "retries exhausted (no reason recorded)")
-            yield DeadLetter(
+            letters[msg["MessageId"]] = DeadLetter(
                 message_id=msg["MessageId"],
                 body=msg["Body"],
-                reason=reason,
+                reason=attrs.get(REASON_ATTRIBUTE, {}).get("StringValue", "retries exhausted (no reason recorded)"),
+                source_message_id=attrs.get(SOURCE_ATTRIBUTE, {}).get("StringValue", ""),
                 receipt_handle=msg["ReceiptHandle"],
                 receive_count=int(msg.get("Attributes", {}).get("ApproximateReceiveCount", "1")),
             )
+    return list(letters.values())
+
+
+def release(dlq_url: str, letters: Iterable[DeadLetter]) -> None:
+    """Make received messages visible again at once."""
+    sqs = aws.client("sqs")
+    for letter in letters:
+        sqs.change_message_visibility(QueueUrl=dlq_url, ReceiptHandle=letter.receipt_handle, VisibilityTimeout=0)
 
 
 def redrive(dlq_url: str, queue_url: str, letter: DeadLetter) -> None:

@@ -47,7 +47,7 @@ def test_status_before_connecting(aws) -> None:
 
 
 @pytest.mark.parametrize("path", ["/", "/status.json", "/connect"])
-@pytest.mark.parametrize("auth", [None, basic("admin", "wrong"), basic("root", "test-admin-password"), "Bearer x"])
+@pytest.mark.parametrize("auth", [None, basic("admin", "wrong"), basic("root", "keaplink-local"), "Bearer x"])
 def test_admin_routes_need_the_password(aws, path: str, auth: str | None) -> None:
     headers = {"Authorization": auth} if auth else {}
     from tests.support.apigw import FakeContext, rest_event

@@ -12,7 +12,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
-ADMIN_PASSWORD = "test-admin-password"
+ADMIN_PASSWORD = "keaplink-local"  # the password in events/*.json
 
 
 def free_port() -> int:

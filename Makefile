@@ -1,0 +1,80 @@
+# keaplink — one entry point. Every target installs what it needs on a fresh machine.
+#   make demo      the whole system locally (local AWS + Keap sandbox), no accounts needed
+#   make test      everything CI checks (lint, types, template, build, all tests)
+#   make invoke FUNCTION=RefreshFunction EVENT=events/refresh.json   (against the running demo)
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt constraints-dev.txt | cksum | cut -d' ' -f1)
+export PYTHONPATH := $(CURDIR)/layers/keaplink:$(CURDIR)/sandbox:$(CURDIR)/devtools:$(CURDIR)
+export SAM_CLI_TELEMETRY := 0
+export AWS_EC2_METADATA_DISABLED := true
+PYTEST_ARGS ?=
+
+.PHONY: help venv lint typecheck template build test test-fast e2e-deps browser ministack demo invoke \
+        sandbox soak bench deploy clean
+
+help:
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(STAMP): requirements-dev.txt constraints-dev.txt
+	@echo "==> setting up $(VENV) ($(PYTHON)); first time takes about a minute"
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (keaplink targets the python3.11 Lambda runtime)"; exit 1; }
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
+	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints-dev.txt
+	@rm -f $(VENV)/.installed-* && touch $@
+	@echo "==> $(VENV) ready"
+
+venv: $(STAMP) ## create the dev virtualenv (.venv)
+
+lint: venv ## ruff + mypy
+	@echo "==> ruff"; $(VENV)/bin/ruff check .
+	@echo "==> mypy"; $(VENV)/bin/mypy layers/keaplink/keaplink functions sandbox/keap_sandbox devtools/keaplink_dev
+
+template: venv ## cfn-lint and sam validate --lint
+	@echo "==> cfn-lint"; $(VENV)/bin/cfn-lint template.yaml
+	@echo "==> sam validate --lint"; $(VENV)/bin/sam validate --lint
+
+build: venv ## sam build (no Docker needed)
+	@echo "==> sam build"; $(VENV)/bin/sam build 2>&1 | grep -E "Build Succeeded|Error|error" ; test $${PIPESTATUS[0]} -eq 0
+
+ministack: venv ## install the local AWS emulator in its own venv (.tools/ministack)
+	@$(PY) -m keaplink_dev.ministack --ensure
+
+browser: ## install Debian's chromium + chromedriver for the e2e tests
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
+		echo "==> installing chromium and chromium-driver (Debian packages)"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+e2e-deps: ministack browser build
+
+test: lint template e2e-deps ## everything CI checks: lint, types, template, build, unit/integration/e2e tests
+	@echo "==> pytest"; $(PY) -m pytest tests $(PYTEST_ARGS)
+
+test-fast: venv ## unit + integration tests only (no local stack, no browser)
+	$(PY) -m pytest tests -m "not e2e" $(PYTEST_ARGS)
+
+demo: venv ministack build ## run the whole system locally; Ctrl-C stops it
+	@$(PY) -m keaplink_dev.stack
+
+invoke: venv ## invoke a deployed function of the running demo: FUNCTION=… EVENT=events/….json
+	@test -n "$(FUNCTION)" && test -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=RefreshFunction EVENT=events/refresh.json"; exit 2; }
+	@$(PY) -m keaplink_dev.invoke $(FUNCTION) $(EVENT)
+
+sandbox: venv ## run only the Keap sandbox (port 8765)
+	@$(PY) -m keap_sandbox --port $${KEAP_SANDBOX_PORT:-8765}
+
+soak: venv ## 90-day refresh soak simulation against the sandbox; prints its figures
+	@$(PY) -m keaplink_dev.soak --days $${DAYS:-90}
+
+bench: venv ## benchmarks: Keap calls per event, throughput, cold start, layer size
+	@$(PY) -m keaplink_dev.bench --json bench-output/bench.json
+
+deploy: build ## deploy to your AWS account (asks for parameters the first time)
+	$(VENV)/bin/sam deploy --guided
+
+clean:
+	rm -rf .aws-sam .keaplink test-output bench-output .pytest_cache .mypy_cache .ruff_cache

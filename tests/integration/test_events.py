@@ -1,0 +1,67 @@
+"""Every sample event in events/ runs against its handler with the outcome its name promises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.support import flows
+from tests.support.apigw import FakeContext, load_event
+from tests.support.handlers import load_handler
+from tests.support.sqs_poller import dlq_messages
+
+API_EVENTS = {
+    "admin-status.json": ("authorize", 200, "Keap connection"),
+    "admin-status-json.json": ("authorize", 200, '"status"'),
+    "admin-connect.json": ("authorize", 302, ""),
+    "admin-refresh.json": ("authorize", 303, ""),
+    "admin-unauthenticated.json": ("authorize", 401, "Unauthorized"),
+    "admin-wrong-password.json": ("authorize", 401, "Unauthorized"),
+    "callback-denied.json": ("callback", 403, "Keap access was denied"),
+    "callback-bad-state.json": ("callback", 400, "This connection link is not valid"),
+    "callback-success.json": ("callback", 400, "not valid"),  # its placeholder state is not a live one
+    "callback-unauthenticated.json": ("callback", 401, "Unauthorized"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(API_EVENTS))
+def test_api_event(aws, sandbox, name: str) -> None:
+    function, status, text = API_EVENTS[name]
+    flows.connect()
+    response = load_handler(function).lambda_handler(load_event(name), FakeContext())
+    assert response["statusCode"] == status, response
+    assert text in response["body"]
+
+
+def test_callback_success_event_with_a_live_state(aws, sandbox) -> None:
+    """The shape of callback-success.json works once its placeholders are a real state and code."""
+    location, cookie = flows.start_connect()
+    params = flows.consent(location)
+    raw = json.dumps(load_event("callback-success.json"))
+    raw = raw.replace("REPLACE-WITH-STATE", params["state"]).replace("REPLACE-WITH-CODE", params["code"])
+    response = load_handler("callback").lambda_handler(json.loads(raw), FakeContext())
+    assert response["statusCode"] == 303 and flows.status_json()["status"] == "connected"
+
+
+def test_refresh_events(aws, sandbox) -> None:
+    handler = load_handler("refresh").lambda_handler
+    assert handler(load_event("refresh.json"), FakeContext())["outcome"] == "not_connected"
+    flows.connect()
+    assert handler(load_event("refresh.json"), FakeContext())["outcome"] == "fresh"
+    assert handler(load_event("refresh-force.json"), FakeContext())["outcome"] == "refreshed"
+
+
+def test_actions_events(aws, sandbox) -> None:
+    flows.connect()
+    handler = load_handler("actions").lambda_handler
+    assert handler(load_event("actions-signup.json"), FakeContext()) == {"batchItemFailures": []}
+    assert handler(load_event("actions-press.json"), FakeContext()) == {"batchItemFailures": []}
+    assert handler(load_event("actions-tag.json"), FakeContext()) == {"batchItemFailures": []}
+    assert handler(load_event("actions-mixed.json"), FakeContext()) == {"batchItemFailures": []}
+    assert handler(load_event("actions-malformed.json"), FakeContext()) == {"batchItemFailures": []}
+    assert len(dlq_messages(aws)) == 3
+    state = sandbox.control("GET", "state")
+    assert {e["email"] for c in state["contacts"] for e in c["email_addresses"]} == {
+        "ada@example.com", "grace@example.com", "alan@example.com"}
+    assert {t["name"] for t in state["tags"]} == {"buttonpushed", "vip"}

@@ -16,6 +16,7 @@ import tempfile
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
 from keaplink_dev.aws import DEFAULT_REGION, REPO_ROOT, client, local_env, stack_outputs
 
@@ -132,6 +133,7 @@ def sam_deploy(
     *,
     built_template: Path | str | None = None,
     region: str = DEFAULT_REGION,
+    apply_ttl: bool = True,
     out: Printer = _default_print,
 ) -> dict[str, str]:
     """``sam deploy`` the built template to the emulator at ``endpoint``; return the stack's Outputs.
@@ -139,6 +141,8 @@ def sam_deploy(
     Creates or updates ``stack_name``. Uses ``--resolve-s3`` (sam's managed bucket stack is created in
     the emulator on first use), an empty sam config file (a project ``samconfig.toml`` aimed at real AWS
     is never read) and a JSON parameter file (values verbatim; NoEcho values stay off the command line).
+    With ``apply_ttl`` it then enables each table's ``TimeToLiveSpecification`` through the DynamoDB API,
+    which ministack's CloudFormation ignores (see :func:`apply_table_ttl`).
     """
     root = Path(repo_root).resolve()
     template = Path(built_template) if built_template else root / ".aws-sam" / "build" / "template.yaml"
@@ -204,6 +208,9 @@ def sam_deploy(
                 err.detail = (err.detail + "; " if err.detail else "") + "; ".join(reasons)
                 err.args = (f"sam deploy failed (exit {err.returncode}): {err.detail}\n{err.output_tail}",)
             raise
+    if apply_ttl:
+        for line in apply_table_ttl(endpoint, stack_name, template, region):
+            out(f"[deploy]   {line}")
     outputs = stack_outputs(endpoint, stack_name, region)
     out(f"[deploy] {stack_name} ready in {time.monotonic() - start:.1f}s ({len(outputs)} outputs)")
     return outputs
@@ -221,3 +228,57 @@ def failure_reasons(endpoint: str, stack_name: str, region: str = DEFAULT_REGION
         if "FAILED" in str(e.get("ResourceStatus")) and e.get("ResourceStatusReason")
     ]
     return reasons[:limit]
+
+
+def _load_cfn_yaml(path: Path) -> dict[str, Any]:
+    """A CloudFormation YAML template as plain data (short-form tags like ``!Ref`` kept as ``{tag: value}``)."""
+    import yaml  # type: ignore[import-untyped,unused-ignore]
+
+    class Loader(yaml.SafeLoader):  # type: ignore[misc,unused-ignore]
+        pass
+
+    def construct(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> dict[str, Any]:
+        if isinstance(node, yaml.ScalarNode):
+            value: Any = loader.construct_scalar(node)
+        elif isinstance(node, yaml.SequenceNode):
+            value = loader.construct_sequence(node, deep=True)
+        else:
+            value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
+        return {suffix: value}
+
+    Loader.add_multi_constructor("!", construct)
+    data = yaml.load(path.read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
+    return data if isinstance(data, dict) else {}
+
+
+def apply_table_ttl(endpoint: str, stack_name: str, template: Path | str, region: str = DEFAULT_REGION) -> list[str]:
+    """Enable TTL on every ``AWS::DynamoDB::Table`` whose template has a literal enabled
+    ``TimeToLiveSpecification``: ministack's CloudFormation accepts the property but leaves TTL
+    DISABLED (its TTL reaper, which runs every 60 s, only serves tables switched on through the API).
+    Returns one line per table changed."""
+    resources = _load_cfn_yaml(Path(template)).get("Resources") or {}
+    wanted = {
+        logical: spec["AttributeName"]
+        for logical, res in resources.items()
+        if isinstance(res, dict) and res.get("Type") == "AWS::DynamoDB::Table"
+        for spec in [(res.get("Properties") or {}).get("TimeToLiveSpecification") or {}]
+        if spec.get("Enabled") is True and isinstance(spec.get("AttributeName"), str)
+    }
+    if not wanted:
+        return []
+    cfn, ddb = client("cloudformation", endpoint, region), client("dynamodb", endpoint, region)
+    physical = {
+        r["LogicalResourceId"]: r["PhysicalResourceId"]
+        for r in cfn.describe_stack_resources(StackName=stack_name)["StackResources"]
+    }
+    done = []
+    for logical, attr in wanted.items():
+        table = physical.get(logical)
+        if not table:
+            continue
+        status = ddb.describe_time_to_live(TableName=table)["TimeToLiveDescription"]
+        if status.get("TimeToLiveStatus") in ("ENABLED", "ENABLING") and status.get("AttributeName") == attr:
+            continue
+        ddb.update_time_to_live(TableName=table, TimeToLiveSpecification={"Enabled": True, "AttributeName": attr})
+        done.append(f"TTL on {logical} ({attr}) enabled")
+    return done

@@ -55,7 +55,8 @@ def invoke(
 
     Returns ``{"function_name", "status_code", "function_error", "payload", "log", "duration_s"}``:
     ``payload`` is the parsed JSON the handler returned (or text); ``function_error`` is ``None`` or
-    ``"Unhandled"``; ``log`` is the invocation's log (``LogType=Tail``: START/handler output/END/REPORT).
+    ``"Unhandled"``; ``log`` is the invocation's log (``LogType=Tail``; ministack returns only the handler's
+    stdout/stderr there, AWS the last 4 KB including START/END/REPORT).
     Prints the payload and the log unless ``out`` is ``None``.
     """
     name = physical_id(endpoint, stack_name, logical_id, region)

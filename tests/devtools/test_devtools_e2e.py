@@ -48,9 +48,18 @@ def _wait(predicate, timeout: float, interval: float = 0.5) -> Any:
 def test_deploy_outputs_and_noecho(toy_stack: ToyStack) -> None:
     o = toy_stack.outputs
     assert {"ApiId", "QueueUrl", "DlqUrl", "TableName", "KeyArn", "SecretArn", "TopicArn"} <= o.keys()
-    params = client("cloudformation", toy_stack.endpoint).describe_stacks(StackName=TOY_STACK)["Stacks"][0]["Parameters"]
+    params = client("cloudformation", toy_stack.endpoint).describe_stacks(StackName=TOY_STACK)["Stacks"][0][
+        "Parameters"
+    ]
     assert {p["ParameterKey"]: p["ParameterValue"] for p in params}["ClientSecret"] == "****"
-    assert set(stack_functions(toy_stack.endpoint, TOY_STACK).values()) == {"ApiFunction", "WorkerFunction", "TickFunction"}
+    assert o["SecretArn"].startswith("arn:aws:secretsmanager:")  # !GetAtt Secret.Id
+    ttl = client("dynamodb", toy_stack.endpoint).describe_time_to_live(TableName=o["TableName"])
+    assert ttl["TimeToLiveDescription"] == {"TimeToLiveStatus": "ENABLED", "AttributeName": "expires_at"}
+    assert set(stack_functions(toy_stack.endpoint, TOY_STACK).values()) == {
+        "ApiFunction",
+        "WorkerFunction",
+        "TickFunction",
+    }
 
 
 def test_rest_api_runs_function_with_layer_and_services(toy_stack: ToyStack) -> None:
@@ -98,7 +107,9 @@ def test_rest_api_redirect_cookies_and_path_params(toy_stack: ToyStack) -> None:
 
 
 def _item(toy_stack: ToyStack, pk: str) -> dict[str, Any] | None:
-    got = client("dynamodb", toy_stack.endpoint).get_item(TableName=toy_stack.outputs["TableName"], Key={"pk": {"S": pk}})
+    got = client("dynamodb", toy_stack.endpoint).get_item(
+        TableName=toy_stack.outputs["TableName"], Key={"pk": {"S": pk}}
+    )
     item: dict[str, Any] | None = got.get("Item")
     return item
 
@@ -140,7 +151,8 @@ def test_invoke_cli_and_follow_logs(toy_stack: ToyStack, tmp_path: Path, capsys:
     rc = invoke_mod.main(["ApiFunction", str(event), "--stack", TOY_STACK, "--endpoint", toy_stack.endpoint])
     out = capsys.readouterr().out
     assert rc == 0
-    assert '"dynamo": "from-cli"' in out and "START RequestId:" in out and "REPORT RequestId:" in out
+    # ministack's LogResult is the handler's output only (AWS adds START/END/REPORT lines)
+    assert '"dynamo": "from-cli"' in out and '"message":"done"' in out
 
     bad = tmp_path / "bad.json"
     bad.write_text('{"Records": 5}')
@@ -148,7 +160,6 @@ def test_invoke_cli_and_follow_logs(toy_stack: ToyStack, tmp_path: Path, capsys:
     assert result["function_error"] == "Unhandled"
     assert result["payload"]["errorType"] and "Traceback" in result["log"]
 
-    # the env var reaches functions through lambda.invoke too, and through a template parameter
     assert invoke_mod.main(["WorkerFunction", str(bad), "--stack", TOY_STACK, "--endpoint", toy_stack.endpoint]) == 1
     capsys.readouterr()
 
@@ -156,7 +167,9 @@ def test_invoke_cli_and_follow_logs(toy_stack: ToyStack, tmp_path: Path, capsys:
     found: dict[str, Invocation] = {}
 
     def collect() -> None:
-        for inv in follow_invocations(toy_stack.endpoint, stack_name=TOY_STACK, since_ms=since, poll_interval=0.5, stop=stop):
+        for inv in follow_invocations(
+            toy_stack.endpoint, stack_name=TOY_STACK, since_ms=since, poll_interval=0.5, stop=stop
+        ):
             found.setdefault(f"{inv.label}:{inv.status}", inv)
             if {"ApiFunction:ok", "WorkerFunction:error"} <= found.keys():
                 stop.set()

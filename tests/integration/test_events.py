@@ -36,7 +36,7 @@ def test_api_event(aws, sandbox, name: str) -> None:
 
 def test_callback_success_event_with_a_live_state(aws, sandbox) -> None:
     """The shape of callback-success.json works once its placeholders are a real state and code."""
-    location, cookie = flows.start_connect()
+    location, _ = flows.start_connect()
     params = flows.consent(location)
     raw = json.dumps(load_event("callback-success.json"))
     raw = raw.replace("REPLACE-WITH-STATE", params["state"]).replace("REPLACE-WITH-CODE", params["code"])

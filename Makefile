@@ -41,7 +41,7 @@ build: venv ## sam build (no Docker needed)
 	@echo "==> sam build"; $(VENV)/bin/sam build 2>&1 | grep -E "Build Succeeded|Error|error" ; test $${PIPESTATUS[0]} -eq 0
 
 ministack: venv ## install the local AWS emulator in its own venv (.tools/ministack)
-	@$(PY) -m keaplink_dev.ministack --ensure
+	@$(PY) -m keaplink_dev.stack --install-only
 
 browser: ## install Debian's chromium + chromedriver for the e2e tests
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \

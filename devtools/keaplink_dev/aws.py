@@ -90,7 +90,7 @@ def resolve_endpoint(repo_root: Path | str | None = None, explicit: str | None =
     else ``$AWS_ENDPOINT_URL``."""
     if explicit:
         return explicit
-    state = Path(repo_root or REPO_ROOT) / LOCAL_STATE
+    state = local_state_path(repo_root)
     if state.is_file():
         try:
             value = json.loads(state.read_text()).get("aws_endpoint_url")
@@ -102,6 +102,20 @@ def resolve_endpoint(repo_root: Path | str | None = None, explicit: str | None =
     if value:
         return value
     raise SystemExit(f"no endpoint: start the local stack (it writes {LOCAL_STATE}) or set AWS_ENDPOINT_URL")
+
+
+def local_state_path(repo_root: Path | str | None = None) -> Path:
+    """``$KEAPLINK_STATE_DIR/local.json``, by default ``.keaplink/local.json`` in the repository."""
+    state_dir = os.environ.get("KEAPLINK_STATE_DIR")
+    return Path(state_dir) / "local.json" if state_dir else Path(repo_root or REPO_ROOT) / LOCAL_STATE
+
+
+def read_local_state(repo_root: Path | str | None = None) -> dict[str, Any]:
+    try:
+        data: dict[str, Any] = json.loads(local_state_path(repo_root).read_text())
+    except (OSError, ValueError):
+        return {}
+    return data
 
 
 def write_local_state(repo_root: Path | str, endpoint: str, stack_name: str, **extra: Any) -> Path:

@@ -16,7 +16,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, client, physical_id, resolve_endpoint
+from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, client, physical_id, read_local_state, resolve_endpoint
+
+EXAMPLE_PASSWORD = "keaplink-local"  # the password written into events/*.json
 
 Printer = Callable[[str], None]
 
@@ -42,6 +44,27 @@ def load_event(event_path: Path | str | None) -> bytes:
     return data
 
 
+def with_local_admin(payload: bytes) -> bytes:
+    """API events in events/ carry the example password; swap in the running stack's admin password so
+    they authenticate (and leave events without an Authorization header, or with a wrong one on purpose,
+    alone)."""
+    state = read_local_state()
+    password = state.get("admin_password")
+    event = json.loads(payload)
+    headers = event.get("headers") if isinstance(event, dict) else None
+    if not password or not isinstance(headers, dict):
+        return payload
+    example = "Basic " + base64.b64encode(f"admin:{EXAMPLE_PASSWORD}".encode()).decode()
+    actual = "Basic " + base64.b64encode(f"admin:{password}".encode()).decode()
+    for key, value in list(headers.items()):
+        if key.lower() == "authorization" and value == example:
+            headers[key] = actual
+            for mv_key in event.get("multiValueHeaders") or {}:
+                if mv_key.lower() == "authorization":
+                    event["multiValueHeaders"][mv_key] = [actual]
+    return json.dumps(event).encode()
+
+
 def invoke(
     endpoint: str,
     stack_name: str,
@@ -60,7 +83,7 @@ def invoke(
     Prints the payload and the log unless ``out`` is ``None``.
     """
     name = physical_id(endpoint, stack_name, logical_id, region)
-    payload = load_event(event_path)
+    payload = with_local_admin(load_event(event_path))
     start = time.monotonic()
     resp = client("lambda", endpoint, region).invoke(
         FunctionName=name, InvocationType="RequestResponse", LogType="Tail", Payload=payload

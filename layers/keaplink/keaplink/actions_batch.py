@@ -4,9 +4,11 @@ partial failures, and hold the queue when Keap is disconnected."""
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
@@ -103,6 +105,17 @@ def _hold(event: dict[str, Any], deps: ActionsDeps, exc: Exception) -> dict[str,
     return _all_failed(event)
 
 
+def user_key(body: str) -> str | None:
+    """The user a message is about, for ordering; None when the body cannot be read (it will be
+    dead-lettered by the service with the precise reason)."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    user = data.get("user_id") if isinstance(data, dict) else None
+    return str(user) if user is not None else None
+
+
 def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None) -> dict[str, Any]:
     records = event.get("Records", [])
     try:
@@ -111,7 +124,19 @@ def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None)
         return _hold(event, deps, exc)
 
     held = threading.Event()
-    semaphore = asyncio.Semaphore(deps.concurrency)  # binds to the processor's loop on first use
+    # Records of one user run in arrival order (a signup and a press in the same batch must not race);
+    # different users run concurrently. Each record waits for its user's previous record to finish.
+    done: dict[int, asyncio.Event] = {id(r): asyncio.Event() for r in records}
+    predecessor: dict[int, asyncio.Event] = {}
+    last_of_user: dict[str, int] = {}
+    for raw in records:
+        key = user_key(str(raw.get("body", "")))
+        if key is not None:
+            if key in last_of_user:
+                predecessor[id(raw)] = done[last_of_user[key]]
+            last_of_user[key] = id(raw)
+    semaphore = asyncio.Semaphore(deps.concurrency)
+    executor = ThreadPoolExecutor(max_workers=deps.concurrency, thread_name_prefix="keap")
 
     def work(record: SQSRecord) -> str:
         try:
@@ -121,11 +146,20 @@ def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None)
             raise
 
     async def record_handler(record: SQSRecord) -> str:
-        async with semaphore:
-            return await asyncio.to_thread(work, record)
+        key = id(record.raw_event)
+        try:
+            if key in predecessor:
+                await predecessor[key].wait()
+            async with semaphore:
+                return await asyncio.get_running_loop().run_in_executor(executor, work, record)
+        finally:
+            done[key].set()
 
     processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
-    response: dict[str, Any] = dict(async_process_partial_response(event, record_handler, processor, context))
+    try:
+        response: dict[str, Any] = dict(async_process_partial_response(event, record_handler, processor, context))
+    finally:
+        executor.shutdown(wait=False)
     failed = len(response.get("batchItemFailures", []))
     deps.metrics.add_metric("MessagesProcessed", MetricUnit.Count, len(records) - failed)
     if failed:

@@ -8,7 +8,7 @@
     keaplink status
 
 Targets come from flags, else the environment (KEAPLINK_QUEUE_URL, KEAPLINK_DLQ_URL, AWS_ENDPOINT_URL),
-else ``.keaplink/local.json`` written by ``make demo``.
+else ``.keaplink/local.json`` written by ``make demo`` (``$KEAPLINK_STATE_DIR/local.json``).
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from typing import Any
 
 from keaplink.errors import InvalidMessage
 
-LOCAL_STATE = Path(".keaplink/local.json")
-
 
 def _local() -> dict[str, Any]:
+    path = Path(os.environ.get("KEAPLINK_STATE_DIR", ".keaplink")) / "local.json"
     try:
-        data: dict[str, Any] = json.loads(LOCAL_STATE.read_text())
+        data: dict[str, Any] = json.loads(path.read_text())
     except (OSError, ValueError):
         return {}
     return data

@@ -1,0 +1,287 @@
+"""``make demo``: the whole keaplink system on 127.0.0.1, from the real template.
+
+Starts the Keap sandbox (unless the ``KEAP_*_URL`` variables point at a real Keap), the ministack AWS
+emulator, builds and deploys ``template.yaml`` into it, writes ``.keaplink/local.json`` for scripts, prints
+what to open, then tails one line per function invocation until Ctrl-C or SIGTERM stops everything.
+
+Environment (all optional):
+  KEAPLINK_AWS_PORT (4566)      the emulator's port
+  KEAP_SANDBOX_PORT (8765)      the Keap sandbox's port
+  KEAPLINK_ADMIN_PASSWORD       admin password (default: generated and printed)
+  KEAP_CLIENT_ID / KEAP_CLIENT_SECRET   needed with a real Keap (default: the sandbox's)
+  KEAP_AUTHORIZE_URL / KEAP_TOKEN_URL / KEAP_API_URL   a real Keap instead of the sandbox
+  KEAPLINK_REFRESH_SCHEDULE (rate(5 minutes))   how often the refresh check runs locally
+  KEAPLINK_STATE_DIR (.keaplink)  where local.json and logs go
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import ExitStack, contextmanager
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import requests
+
+from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, REPO_ROOT
+from keaplink_dev.deploy import SamError, sam_build, sam_deploy
+from keaplink_dev.ministack import MiniStack, MiniStackError, ensure_installed, port_in_use
+
+SANDBOX_CLIENT_ID = "sandbox-client-id"
+SANDBOX_CLIENT_SECRET = "sandbox-client-secret"  # the sandbox's own, public by design
+STAGE = "local"
+Printer = Callable[[str], None]
+
+
+class StackError(RuntimeError):
+    """The local stack could not be started; the message says what to do."""
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def _env_port(name: str, default: int) -> int:
+    raw = os.environ.get(name, str(default))
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise StackError(f"{name}={raw!r} is not a port number") from exc
+
+
+def _check_port(port: int, what: str, variable: str) -> None:
+    if port_in_use(port):
+        raise StackError(f"port {port} ({what}) is already in use: stop what uses it, or set {variable}")
+
+
+@contextmanager
+def keap_sandbox(port: int, state_dir: Path, out: Printer) -> Iterator[str]:
+    """Run the sandbox as a child process (its own process group) and yield its base URL."""
+    _check_port(port, "Keap sandbox", "KEAP_SANDBOX_PORT")
+    log = (state_dir / "keap-sandbox.log").open("w")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "sandbox")}
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
+        [sys.executable, "-m", "keap_sandbox", "--host", "127.0.0.1", "--port", str(port)],
+        stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            if proc.poll() is not None:
+                raise StackError(f"the Keap sandbox exited (see {log.name})")
+            try:
+                if requests.get(f"{url}/_sandbox/clock", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                raise StackError(f"the Keap sandbox did not start in 15 s (see {log.name})")
+            time.sleep(0.1)
+        out(f"  ✓ Keap sandbox on {url}")
+        yield url
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        log.close()
+
+
+def deploy_parameters(keap: dict[str, str], admin_password: str, endpoint: str) -> dict[str, str]:
+    return {
+        "Stage": STAGE,
+        "KeapClientId": keap["client_id"],
+        "KeapClientSecret": keap["client_secret"],
+        "AdminPassword": admin_password,
+        "KeapAuthorizeUrl": keap["authorize_url"],
+        "KeapTokenUrl": keap["token_url"],
+        "KeapApiUrl": keap["api_url"],
+        "AwsEndpointUrl": endpoint,
+        "RefreshSchedule": os.environ.get("KEAPLINK_REFRESH_SCHEDULE", "rate(5 minutes)"),
+        "LogRetentionDays": "1",
+    }
+
+
+def keap_endpoints(sandbox_url: str | None) -> dict[str, str]:
+    """The sandbox's URLs and client, or a real Keap's from the environment."""
+    if sandbox_url is None:
+        missing = [v for v in ("KEAP_CLIENT_ID", "KEAP_CLIENT_SECRET") if not os.environ.get(v)]
+        if missing:
+            raise StackError(f"with a real Keap (KEAP_*_URL set), also set {' and '.join(missing)}")
+        return {
+            "authorize_url": os.environ.get("KEAP_AUTHORIZE_URL", "https://accounts.infusionsoft.com/app/oauth/authorize"),
+            "token_url": os.environ.get("KEAP_TOKEN_URL", "https://api.infusionsoft.com/token"),
+            "api_url": os.environ.get("KEAP_API_URL", "https://api.infusionsoft.com/crm/rest"),
+            "client_id": os.environ["KEAP_CLIENT_ID"],
+            "client_secret": os.environ["KEAP_CLIENT_SECRET"],
+        }
+    return {
+        "authorize_url": f"{sandbox_url}/app/oauth/authorize",
+        "token_url": f"{sandbox_url}/token",
+        "api_url": f"{sandbox_url}/crm/rest",
+        "client_id": os.environ.get("KEAP_CLIENT_ID", SANDBOX_CLIENT_ID),
+        "client_secret": os.environ.get("KEAP_CLIENT_SECRET", SANDBOX_CLIENT_SECRET),
+    }
+
+
+def uses_real_keap() -> bool:
+    return any(os.environ.get(v) for v in ("KEAP_AUTHORIZE_URL", "KEAP_TOKEN_URL", "KEAP_API_URL"))
+
+
+def local_state(endpoint: str, outputs: dict[str, str], keap: dict[str, str], password: str,
+                sandbox_url: str | None) -> dict[str, Any]:
+    admin_url = f"{endpoint}/_aws/execute-api/{outputs['AdminApiId']}/{STAGE}/"
+    return {
+        "admin_url": admin_url,
+        "callback_url": admin_url + "callback",
+        "queue_url": outputs["QueueUrl"],
+        "dlq_url": outputs["DeadLetterQueueUrl"],
+        "aws_endpoint_url": endpoint,
+        "region": DEFAULT_REGION,
+        "stack_name": DEFAULT_STACK,
+        "keap_authorize_url": keap["authorize_url"],
+        "keap_token_url": keap["token_url"],
+        "keap_api_url": keap["api_url"],
+        "keap_sandbox_url": sandbox_url,
+        "admin_user": "admin",
+        "admin_password": password,
+    }
+
+
+def write_state(state_dir: Path, state: dict[str, Any]) -> Path:
+    path = state_dir / "local.json"
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.chmod(tmp, 0o600)  # it holds the local admin password
+    tmp.replace(path)  # atomic: a reader never sees half a file
+    return path
+
+
+def banner(state: dict[str, Any], out: Printer) -> None:
+    sandbox = state.get("keap_sandbox_url")
+    lines = [
+        "",
+        "keaplink is running locally.",
+        f"  Admin panel   {state['admin_url']}",
+        f"                user {state['admin_user']}, password {state['admin_password']}",
+        f"  Callback URL  {state['callback_url']}",
+        f"  Queue URL     {state['queue_url']}",
+        f"  DLQ URL       {state['dlq_url']}",
+        f"  Local AWS     {state['aws_endpoint_url']}",
+    ]
+    if sandbox:
+        lines.append(f"  Keap sandbox  {sandbox}/_sandbox/   (contacts and tags)")
+    lines += [
+        "",
+        "Try it:",
+        f"  curl -u admin:{state['admin_password']} {state['admin_url']}status.json",
+        "  ./keaplink send signup --user-id u1 --email ada@example.com --given-name Ada",
+        "  ./keaplink send press --user-id u1",
+        "  make invoke FUNCTION=RefreshFunction EVENT=events/refresh-force.json",
+        "",
+        "Function invocations (one line each); Ctrl-C stops everything:",
+    ]
+    for line in lines:
+        out(line)
+
+
+def tail_logs(endpoint: str, stop: threading.Event, out: Printer) -> None:
+    from keaplink_dev.logs import follow_invocations
+
+    try:
+        for invocation in follow_invocations(endpoint, stack_name=DEFAULT_STACK, stop=stop):
+            out("  " + invocation.summary())
+    except Exception as exc:  # noqa: BLE001 - the demo keeps running without its log tail
+        if not stop.is_set():
+            out(f"  (log tail stopped: {type(exc).__name__}: {exc})")
+
+
+def run(out: Printer = say, stop: threading.Event | None = None) -> int:
+    stop = stop or threading.Event()
+    state_dir = Path(os.environ.get("KEAPLINK_STATE_DIR", REPO_ROOT / ".keaplink"))
+    state_dir.mkdir(parents=True, exist_ok=True)
+    (state_dir / "local.json").unlink(missing_ok=True)
+    aws_port = _env_port("KEAPLINK_AWS_PORT", 4566)
+    sandbox_port = _env_port("KEAP_SANDBOX_PORT", 8765)
+    password = os.environ.get("KEAPLINK_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+
+    with ExitStack() as stack:
+        out("Starting keaplink locally")
+        sandbox_url = None if uses_real_keap() else stack.enter_context(keap_sandbox(sandbox_port, state_dir, out))
+        keap = keap_endpoints(sandbox_url)
+        _check_port(aws_port, "local AWS", "KEAPLINK_AWS_PORT")
+        emulator = stack.enter_context(
+            MiniStack(aws_port, workdir=state_dir / "ministack", log_path=state_dir / "ministack.log",
+                      repo_root=REPO_ROOT)
+        )
+        out(f"  ✓ local AWS (ministack) on {emulator.endpoint}")
+        out("  … sam build")
+        sam_build(REPO_ROOT, cached=True, out=lambda line: None)
+        out("  ✓ built")
+        out("  … sam deploy (about 10 s)")
+        parameters = deploy_parameters(keap, password, emulator.endpoint)
+        outputs = sam_deploy(REPO_ROOT, emulator.endpoint, DEFAULT_STACK, parameters, out=lambda line: None)
+        state = local_state(emulator.endpoint, outputs, keap, password, sandbox_url)
+        # The functions cannot learn their API's URL from the template (a circular reference), and the
+        # emulator's path-style URL (/_aws/execute-api/<id>/<stage>) is not visible in the request: so
+        # once the API id is known, a second deploy sets PublicBaseUrl, as a custom domain would.
+        out("  … sam deploy again with the admin URL (PublicBaseUrl)")
+        parameters["PublicBaseUrl"] = state["admin_url"].rstrip("/")
+        sam_deploy(REPO_ROOT, emulator.endpoint, DEFAULT_STACK, parameters, out=lambda line: None)
+        out(f"  ✓ stack {DEFAULT_STACK} deployed")
+        path = write_state(state_dir, state)
+        banner(state, out)
+        out(f"  (state for scripts: {path})")
+        tail = threading.Thread(target=tail_logs, args=(emulator.endpoint, stop, out), daemon=True)
+        tail.start()
+        while not stop.wait(0.5):
+            if not emulator.running():
+                out("local AWS stopped unexpectedly; see " + str(state_dir / "ministack.log"))
+                return 1
+        out("\nStopping…")
+    (state_dir / "local.json").unlink(missing_ok=True)
+    out("Stopped; no process left behind.")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--install-only", action="store_true", help="install the emulator's venv and exit")
+    args = parser.parse_args(argv)
+    if args.install_only:
+        ensure_installed(REPO_ROOT)
+        return 0
+    stop = threading.Event()
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGINT, on_signal)
+    signal.signal(signal.SIGTERM, on_signal)
+    try:
+        ensure_installed(REPO_ROOT)
+        return run(stop=stop)
+    except (StackError, MiniStackError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    except SamError as exc:
+        print(f"error: {exc}\n{exc.detail if hasattr(exc, 'detail') else ''}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,144 @@
+"""The local system as a user drives it: HTTP, the CLI, `make invoke`, and a real browser."""
+
+from __future__ import annotations
+
+import base64
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.conftest import OUTPUT, REPO, LocalStack
+
+pytestmark = pytest.mark.e2e
+
+
+def auth(stack: LocalStack) -> tuple[str, str]:
+    return stack["admin_user"], stack["admin_password"]
+
+
+def sandbox_state(stack: LocalStack) -> dict:
+    return requests.get(f"{stack['keap_sandbox_url']}/_sandbox/state", timeout=10).json()
+
+
+def test_local_json_has_everything_scripts_need(local_stack: LocalStack) -> None:
+    for key in ("admin_url", "callback_url", "queue_url", "dlq_url", "aws_endpoint_url", "keap_authorize_url",
+                "keap_token_url", "keap_api_url", "admin_user", "admin_password"):
+        assert local_stack[key], key
+    assert local_stack["callback_url"] == local_stack["admin_url"] + "callback"
+
+
+def test_admin_url_needs_the_password(local_stack: LocalStack) -> None:
+    url = local_stack["admin_url"]
+    assert requests.get(url, timeout=30).status_code == 401
+    assert requests.get(url, auth=("admin", "wrong"), timeout=30).status_code == 401
+    page = requests.get(url, auth=auth(local_stack), timeout=30)
+    assert page.status_code == 200 and "keaplink" in page.text
+    assert local_stack["callback_url"] in page.text  # the exact redirect URI to register
+
+
+@pytest.fixture(scope="module")
+def browser():  # type: ignore[no-untyped-def]
+    if not shutil.which("chromium") or not shutil.which("chromedriver"):
+        pytest.fail("chromium/chromedriver missing: run `make browser` (make test does)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium") or ""
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage", "--window-size=430,900"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver") or ""), options=options)
+    yield driver
+    driver.quit()
+
+
+def test_connect_keap_in_a_browser(local_stack: LocalStack, browser) -> None:  # type: ignore[no-untyped-def]
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    user, password = auth(local_stack)
+    token = base64.b64encode(f"{user}:{password}".encode()).decode()
+    browser.execute_cdp_cmd("Network.enable", {})
+    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
+    wait = WebDriverWait(browser, 60)
+    browser.get(local_stack["admin_url"])
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Not connected"))
+    browser.save_screenshot(str(OUTPUT / "status-before.png"))
+    browser.find_element(By.ID, "connect").click()
+    wait.until(ec.element_to_be_clickable((By.ID, "allow")))  # the (sandbox) Keap consent page
+    browser.save_screenshot(str(OUTPUT / "keap-consent.png"))
+    browser.find_element(By.ID, "allow").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Connected"))
+    assert "Keap connected." in browser.find_element(By.ID, "message").text
+    assert "sb123.infusionsoft.com" in browser.page_source
+    browser.save_screenshot(str(OUTPUT / "status-connected.png"))
+    status = requests.get(local_stack["admin_url"] + "status.json", auth=auth(local_stack), timeout=30).json()
+    assert status["status"] == "connected"
+
+
+def keaplink_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([str(REPO / "keaplink"), *args], check=False, cwd=REPO, env=stack.env(), capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_events_from_the_cli_reach_keap(local_stack: LocalStack) -> None:
+    # Runs after the browser test has connected Keap (tests in a file run in order).
+    sent = keaplink_cli(local_stack, "send", "signup", "--user-id", "e2e-1", "--email", "e2e@example.com",
+                        "--given-name", "Eve")
+    assert sent.returncode == 0, sent.stderr
+    assert keaplink_cli(local_stack, "send", "press", "--user-id", "e2e-1").returncode == 0
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        contacts = [c for c in sandbox_state(local_stack)["contacts"]
+                    if any(e["email"] == "e2e@example.com" for e in c["email_addresses"])]
+        if contacts and contacts[0]["tag_ids"]:
+            break
+        time.sleep(1)
+    else:
+        raise AssertionError(f"contact/tag did not arrive: {sandbox_state(local_stack)}")
+    assert contacts[0]["given_name"] == "Eve"
+    refused = keaplink_cli(local_stack, "send", "signup", "--user-id", "x", "--email", "nope")
+    assert refused.returncode == 2 and "invalid" in refused.stderr
+
+
+INVOCATIONS = [
+    ("AuthorizeFunction", "events/admin-status-json.json", lambda p: p["statusCode"] == 200),
+    ("CallbackFunction", "events/callback-bad-state.json", lambda p: p["statusCode"] == 400),
+    ("RefreshFunction", "events/refresh-force.json", lambda p: p["outcome"] in ("refreshed", "not_connected")),
+    ("ActionsFunction", "events/actions-signup.json", lambda p: "batchItemFailures" in p),
+]
+
+
+@pytest.mark.parametrize(("function", "event", "check"), INVOCATIONS, ids=[i[0] for i in INVOCATIONS])
+def test_make_invoke_runs_each_function(local_stack: LocalStack, function: str, event: str, check) -> None:  # type: ignore[no-untyped-def]
+    result = subprocess.run([sys.executable, "-m", "keaplink_dev.invoke", function, event], check=False, cwd=REPO,
+                            env=local_stack.env(), capture_output=True, text=True, timeout=180)
+    assert result.returncode == 0, result.stdout + result.stderr
+    payload_text = result.stdout.split("-- payload --", 1)[1].split("-- log --", 1)[0]
+    assert check(json.loads(payload_text)), payload_text
+
+
+def test_no_secret_in_function_logs(local_stack: LocalStack) -> None:
+    """Every log line of every function so far: no admin password, no client secret."""
+    sys.path.insert(0, str(REPO / "devtools"))
+    from keaplink_dev.aws import client
+
+    logs = client("logs", local_stack["aws_endpoint_url"])
+    text = []
+    for group in logs.describe_log_groups(logGroupNamePrefix="/aws/lambda/")["logGroups"]:
+        for event in logs.filter_log_events(logGroupName=group["logGroupName"]).get("events", []):
+            text.append(event["message"])
+    joined = "\n".join(text)
+    assert len(text) > 10 and "Keap connected" in joined
+    assert local_stack["admin_password"] not in joined
+    assert "sandbox-client-secret" not in joined
+    Path(OUTPUT / "function-logs.txt").write_text(joined)

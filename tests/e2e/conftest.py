@@ -71,6 +71,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         os.killpg(proc.pid, signal.SIGKILL)
         raise AssertionError("the local stack did not stop within 60 s of SIGTERM") from None
     assert code == 0, log.read_text()[-2000:]
-    leftovers = subprocess.run(["pgrep", "-g", str(proc.pid)], check=False, capture_output=True, text=True).stdout.split()
+    pgrep = subprocess.run(["pgrep", "-g", str(proc.pid)], check=False, capture_output=True, text=True)
+    leftovers = pgrep.stdout.split()
     assert leftovers == [], f"processes left behind: {leftovers}"
     assert "Stopped; no process left behind." in log.read_text()

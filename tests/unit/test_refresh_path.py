@@ -150,3 +150,40 @@ def test_concurrent_callers_refresh_once() -> None:
         t.join()
     assert oauth.calls == 1 and store.saves == 1
     assert {r.connection.token.access_token for r in results if r.connection.token} == {"at-1"}
+
+
+def test_lease_expired_mid_save_keeps_the_newest_token() -> None:
+    """Our lease ran out before the save; a second caller, refused with the refresh token we had just
+    rotated, marked the connection dead. Our token is Keap's live one: it must win."""
+    conn = connected(age_h=22)
+    store, oauth = FakeTokenStore(conn), FakeOAuth("rt-0")
+    original = store.store_refreshed
+
+    def someone_marks_dead_first(token: Token, expected_version: int, now: float) -> Connection:
+        store.store_refreshed = original  # type: ignore[method-assign]
+        store.mark_needs_reauth("Invalid refresh token", expected_version, now)
+        return original(token, expected_version, now)
+
+    store.store_refreshed = someone_marks_dead_first  # type: ignore[method-assign]
+    result = refresher(store, oauth).ensure_fresh()
+    assert result.outcome is Outcome.REFRESHED
+    assert store.conn.status is Status.CONNECTED and store.conn.token.refresh_token == oauth.live
+    assert store.conn.version == 3
+
+
+def test_reconnect_during_refresh_wins() -> None:
+    conn = connected(age_h=22)
+    store, oauth = FakeTokenStore(conn), FakeOAuth("rt-0")
+    original = store.store_refreshed
+    fresh = Token("at-new-grant", "rt-new-grant", 86400, NOW + 86400, NOW)
+
+    def reconnected_first(token: Token, expected_version: int, now: float) -> Connection:
+        store.store_refreshed = original  # type: ignore[method-assign]
+        from dataclasses import replace
+
+        store.conn = replace(store.conn, token=fresh, version=expected_version + 1, connected_at=NOW + 1)
+        return original(token, expected_version, now)
+
+    store.store_refreshed = reconnected_first  # type: ignore[method-assign]
+    refresher(store, oauth).ensure_fresh()
+    assert store.conn.token is fresh

@@ -25,7 +25,7 @@ from keaplink.errors import (
     RefreshTokenDead,
     TokenConflict,
 )
-from keaplink.keap_token import Connection, Status
+from keaplink.keap_token import Connection, Status, Token
 from keaplink.oauth import OAuthClient
 from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
 from keaplink.refresh_policy import RefreshReason, should_refresh
@@ -54,7 +54,9 @@ class RefreshResult:
 
 @dataclass
 class RefreshPolicy:
-    lease_ttl_s: float = 60.0  # longer than all Keap attempts below together
+    # Longer than the longest-living holder (the refresh function's 120 s timeout): Keap attempts plus a
+    # save with retries. A crashed holder blocks others for at most this long.
+    lease_ttl_s: float = 130.0
     wait_for_other_s: float = 20.0
     keap_attempts: int = 3
     backoff_base_s: float = 0.5
@@ -130,7 +132,7 @@ class Refresher:
         )
         return RefreshResult(Outcome.REFRESHED, reason, saved)
 
-    def _call_keap(self, latest: Connection):  # type: ignore[no-untyped-def]
+    def _call_keap(self, latest: Connection) -> Token:
         assert latest.token is not None
         attempt = 0
         while True:
@@ -151,19 +153,30 @@ class Refresher:
                 logger.warning("token refresh failed, retrying", extra={"attempt": attempt, "error": str(exc)})
                 self.sleep(wait + random.uniform(0, wait / 2))
 
-    def _save(self, token, latest: Connection) -> Connection:  # type: ignore[no-untyped-def]
+    def _save(self, token: Token, latest: Connection) -> Connection:
         """Keap has rotated the refresh token: the new one exists nowhere else. Retry hard."""
+        expected = latest.version
         for attempt in range(1, self.policy.save_attempts + 1):
             try:
-                return self.store.store_refreshed(token, latest.version, self.clock())
+                return self.store.store_refreshed(token, expected, self.clock())
             except TokenConflict:
-                raise  # a reconnect happened meanwhile: its token is newer than ours
+                current = self.store.load()
+                if current.connected_at != latest.connected_at:
+                    # The admin reconnected meanwhile: Keap revoked our grant, the new one wins.
+                    logger.warning("refreshed token discarded: the connection was re-authorized meanwhile")
+                    return current
+                # Same authorization, yet someone wrote: e.g. our lease ran out and a second caller,
+                # refused with the refresh token we had just rotated, marked the connection dead. Ours is
+                # the newest token Keap issued for this grant, so it is the live one: save it over theirs.
+                logger.warning("save conflict on the same authorization: saving the newest token",
+                               extra={"expected": expected, "found": current.version, "status": current.status.value})
+                expected = current.version
             except Exception as exc:
                 if attempt == self.policy.save_attempts:
                     logger.error("could not save refreshed token", extra={"error": type(exc).__name__})
                     raise
                 self.sleep(min(0.2 * 2**attempt, 3.0))
-        raise AssertionError("unreachable")
+        raise TokenConflict("the connection kept changing while saving a refreshed token")
 
     def _dead(self, latest: Connection, reason: str) -> None:
         logger.error("refresh token refused by Keap: connection needs re-authorization", extra={"error": reason})

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from keaplink.errors import KeapClientConfigError, KeapError, LeaseBusy, NeedsReauth, NotConnected
+from keaplink.errors import KeapClientConfigError, KeapError, LeaseBusy, NeedsReauth, NotConnected, TokenConflict
 from keaplink.observability import MetricsPort, MetricUnit, logger
 from keaplink.queue_gate import QueueGate
 from keaplink.refresh import Refresher
@@ -15,6 +15,7 @@ _OUTCOMES: dict[type[Exception], str] = {
     NotConnected: "not_connected",
     NeedsReauth: "needs_reauth",
     LeaseBusy: "busy",
+    TokenConflict: "conflict",
     KeapClientConfigError: "config_error",
     KeapError: "failed",
 }

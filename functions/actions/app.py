@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from keaplink.actions_batch import ActionsDeps, default_deps, process_batch
 from keaplink.observability import logger, metrics
 from keaplink.wiring import refresher
+
+if TYPE_CHECKING:  # typing only: keeps Powertools' typing module off the cold-start path
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @logger.inject_lambda_context

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
-from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from keaplink import web
 from keaplink.admin import complete_connect, cookie_value
 from keaplink.observability import logger, metrics
 from keaplink.wiring import oauth_client
+
+if TYPE_CHECKING:  # typing only: keeps Powertools' typing module off the cold-start path
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 app = APIGatewayRestResolver()
 web.protect(app)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
-
-from aws_lambda_powertools.utilities.typing import LambdaContext
+from typing import TYPE_CHECKING, Any
 
 from keaplink.observability import logger, metrics
 from keaplink.queue_gate import QueueGate
 from keaplink.refresh import Refresher
 from keaplink.refresh_job import run_scheduled
 from keaplink.wiring import refresher as build_refresher
+
+if TYPE_CHECKING:  # typing only: keeps Powertools' typing module off the cold-start path
+    from aws_lambda_powertools.utilities.typing import LambdaContext
 
 
 @logger.inject_lambda_context

@@ -30,6 +30,8 @@ from keaplink.rate_limit import RateLimiter
 from keaplink.user_store import UserStore
 
 TRANSIENT_ATTEMPTS = 2
+RATE_LIMITED_ATTEMPTS = 3
+MAX_INLINE_WAIT_S = 5.0
 
 
 class TagIds:
@@ -116,7 +118,7 @@ class ActionService:
 
     def _with_retries(self, message: Message, session: KeapSession) -> Outcome:
         client = session.client
-        auth_retried, transient = False, 0
+        auth_retried, transient, throttled = False, 0, 0
         while True:
             try:
                 return self._apply(message, client)
@@ -126,9 +128,14 @@ class ActionService:
                 auth_retried = True
                 client = session.after_401(client)
             except KeapRateLimited as exc:
-                self.limiter.pause(exc.retry_after or random.uniform(1.0, 3.0))
+                wait = exc.retry_after if exc.retry_after is not None else random.uniform(1.0, 3.0)
+                self.limiter.pause(wait)  # every record of this container holds back, not just this one
                 self.metrics.add_metric("KeapThrottled", MetricUnit.Count, 1)
-                raise  # returned to the queue: its visibility timeout is the backoff
+                throttled += 1
+                if wait > MAX_INLINE_WAIT_S or throttled >= RATE_LIMITED_ATTEMPTS:
+                    raise  # returned to the queue: its visibility timeout is the longer backoff
+                # A short wait (Keap's per-second spike limit) is cheaper here than a visibility timeout:
+                # the next attempt's limiter.acquire() sleeps until the pause is over.
             except KeapUnavailable:
                 transient += 1
                 if transient >= TRANSIENT_ATTEMPTS:

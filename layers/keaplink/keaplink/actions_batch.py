@@ -11,10 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
-
-from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
-from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from typing import TYPE_CHECKING, Any
 
 from keaplink import credentials
 from keaplink.actions import ActionService, KeapSession, TagIds
@@ -27,9 +24,12 @@ from keaplink.rate_limit import RateLimiter
 from keaplink.refresh import Refresher
 from keaplink.user_store import UserStore
 
-# Two containers at most (ScalingConfig.MaximumConcurrency) x 12 requests/s stay under Keap's 25/s spike
-# limit and its 1,500/minute per-client throttle.
-DEFAULT_MAX_RPS = 12.0
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+
+# Two containers at most (ScalingConfig.MaximumConcurrency) x 11.5 requests/s, with a burst of one, never
+# exceed Keap's 25/s spike limit in any second (2 x 12.5) and stay under 1,500/minute (1,380).
+DEFAULT_MAX_RPS = 11.5
 DEFAULT_CONCURRENCY = 8
 
 
@@ -45,7 +45,7 @@ class ActionsDeps:
 @lru_cache(maxsize=1)
 def _limiter() -> RateLimiter:
     rate = float(os.environ.get("KEAP_MAX_RPS", DEFAULT_MAX_RPS))
-    return RateLimiter(rate, burst=rate)
+    return RateLimiter(rate, burst=1.0)  # no bursts: a full bucket would let a second exceed the spike limit
 
 
 @lru_cache(maxsize=1)
@@ -154,6 +154,8 @@ def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None)
                 return await asyncio.get_running_loop().run_in_executor(executor, work, record)
         finally:
             done[key].set()
+
+    from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 
     processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     try:

@@ -84,7 +84,11 @@ def require(value: str, name: str) -> str:
 
 def reset() -> None:
     """Forget cached settings and every client built from them (tests, and the local runner)."""
+    import sys
+
     from keaplink import aws  # local import: aws imports this module
 
     get_settings.cache_clear()
     aws.reset()
+    if "keaplink.models" in sys.modules:  # only once pynamodb was loaded
+        sys.modules["keaplink.models"].reset()

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
-
-import requests
 
 from keaplink.errors import KeapRequestRejected
 from keaplink.keap_http import Throttle, parse_body, raise_for_status, send
+
+if TYPE_CHECKING:
+    import requests
 
 AuthHeaders = Callable[[], dict[str, str]]
 

@@ -9,10 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
-
-import requests
-from requests.adapters import HTTPAdapter
+from typing import TYPE_CHECKING, Any
 
 from keaplink.errors import (
     KeapAuthError,
@@ -25,9 +22,19 @@ from keaplink.errors import (
 USER_AGENT = "keaplink/0.1 (+https://github.com/keaplink/keaplink)"
 
 
+if TYPE_CHECKING:
+    import requests
+
+
 @lru_cache(maxsize=1)
 def session() -> requests.Session:
-    """One keep-alive session per container; its pool fits the actions function's concurrency."""
+    """One keep-alive session per container; its pool fits the actions function's concurrency.
+
+    requests is imported on first use, to keep it off the cold-start import path.
+    """
+    import requests
+    from requests.adapters import HTTPAdapter
+
     s = requests.Session()
     adapter = HTTPAdapter(pool_connections=4, pool_maxsize=32, max_retries=0)
     s.mount("https://", adapter)
@@ -81,6 +88,8 @@ def raise_for_status(response: requests.Response, what: str) -> None:
 
 def send(method: str, url: str, what: str, timeout: float, **kwargs: Any) -> requests.Response:
     """One request; network failures become KeapUnavailable (status 0)."""
+    import requests
+
     try:
         return session().request(method, url, timeout=timeout, **kwargs)
     except requests.Timeout as exc:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import urlencode
-
-import requests
 
 from keaplink.errors import (
     CodeExchangeFailed,
@@ -17,6 +16,9 @@ from keaplink.errors import (
 )
 from keaplink.keap_http import describe, parse_body, retry_after_seconds, send
 from keaplink.keap_token import Token
+
+if TYPE_CHECKING:
+    import requests
 
 # Keap answers a dead refresh token with invalid_grant; one forum case got invalid_request. Both mean
 # "only a new authorization helps"; invalid_client is a wrong client id/secret, a configuration error.

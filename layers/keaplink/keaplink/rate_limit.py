@@ -21,18 +21,21 @@ class RateLimiter:
         self._tokens = self.capacity
         self._clock, self._sleep = clock, sleep
         self._last = clock()
-        self._paused_until = 0.0
         self._lock = threading.Lock()
+
+    def _refill(self, now: float) -> None:
+        if now > self._last:  # _last lies in the future during a pause: nothing accrues until it ends
+            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
+            self._last = now
 
     def reserve(self) -> float:
         """Take one token; returns how long the caller must wait before using it."""
         with self._lock:
             now = self._clock()
-            self._tokens = min(self.capacity, self._tokens + (now - self._last) * self.rate)
-            self._last = now
+            self._refill(now)
             self._tokens -= 1.0
-            wait = 0.0 if self._tokens >= 0 else -self._tokens / self.rate
-            return max(wait, self._paused_until - now)
+            debt = -self._tokens / self.rate if self._tokens < 0 else 0.0
+            return max(0.0, self._last - now) + debt
 
     def acquire(self) -> None:
         wait = self.reserve()
@@ -40,6 +43,12 @@ class RateLimiter:
             self._sleep(wait)
 
     def pause(self, seconds: float) -> None:
-        """Keap said 429: nobody in this container calls Keap for ``seconds``."""
+        """Keap said 429: nobody in this container calls Keap for ``seconds``, and afterwards the callers
+        that queued up meanwhile go one by one at the rate, not all at once."""
         with self._lock:
-            self._paused_until = max(self._paused_until, self._clock() + seconds)
+            now = self._clock()
+            self._refill(now)
+            until = now + seconds
+            if until > self._last:
+                self._last = until
+                self._tokens = min(self._tokens, 0.0)

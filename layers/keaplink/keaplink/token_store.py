@@ -5,14 +5,21 @@ with conditions on a version number so that no concurrent writer can silently ov
 from __future__ import annotations
 
 import secrets
-from typing import Any
-
-from pynamodb.exceptions import DeleteError, DoesNotExist, PutError, UpdateError
+from typing import TYPE_CHECKING, Any
 
 from keaplink.crypto import Cipher, KmsCipher
 from keaplink.errors import OAuthStateInvalid, TokenConflict
 from keaplink.keap_token import Connection, Status, Token
-from keaplink.models import ConnectionItem, connection_model
+
+if TYPE_CHECKING:
+    from keaplink.models import ConnectionItem
+
+
+def connection_model() -> type[ConnectionItem]:
+    """pynamodb (and botocore under it) is imported on first use, not on the cold-start import path."""
+    from keaplink.models import connection_model as bound
+
+    return bound()
 
 STATE_LIFETIME_S = 600  # an OAuth state is good for 10 minutes
 
@@ -37,6 +44,8 @@ class TokenStore:
 
     def load(self) -> Connection:
         """The connection as stored now (strongly consistent read)."""
+        from pynamodb.exceptions import DoesNotExist
+
         model = connection_model()
         try:
             item = model.get(self._key, consistent_read=True)
@@ -85,6 +94,8 @@ class TokenStore:
         ]
 
     def _update(self, actions: list[Any], condition: Any = None) -> Connection:
+        from pynamodb.exceptions import UpdateError
+
         m = connection_model()
         item = m(self._key)
         try:
@@ -181,6 +192,8 @@ class StateStore:
     """Single-use OAuth ``state`` values, bound to the admin who asked, expiring after 10 minutes."""
 
     def issue(self, admin: str, now: float) -> str:
+        from pynamodb.exceptions import PutError
+
         state = secrets.token_urlsafe(32)
         m = connection_model()
         item = m(
@@ -199,6 +212,8 @@ class StateStore:
         """Delete the state if it is this admin's and still valid; anything else is OAuthStateInvalid."""
         if not state or len(state) > 128:
             raise OAuthStateInvalid("missing or malformed state")
+        from pynamodb.exceptions import DeleteError
+
         m = connection_model()
         try:
             m(f"STATE#{state}").delete(

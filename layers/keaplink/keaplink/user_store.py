@@ -4,10 +4,17 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-from pynamodb.exceptions import DoesNotExist
+if TYPE_CHECKING:
+    from keaplink.models import DataItem
 
-from keaplink.models import data_model
+
+def data_model() -> type[DataItem]:
+    """pynamodb is imported on first use, not on the cold-start import path."""
+    from keaplink.models import data_model as bound
+
+    return bound()
 
 
 @dataclass(frozen=True)
@@ -20,6 +27,8 @@ class UserRecord:
 
 class UserStore:
     def get(self, user_id: str) -> UserRecord:
+        from pynamodb.exceptions import DoesNotExist
+
         m = data_model()
         try:
             item = m.get(f"USER#{user_id}", consistent_read=True)
@@ -38,6 +47,8 @@ class UserStore:
         m(f"USER#{user_id}").update(actions=[m.tags.add({tag}), m.updated_at.set(time.time())])
 
     def cached_tag_id(self, name: str) -> str | None:
+        from pynamodb.exceptions import DoesNotExist
+
         m = data_model()
         try:
             return m.get(f"TAG#{name}").tag_id  # type: ignore[no-any-return]

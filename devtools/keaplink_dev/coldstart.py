@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -123,23 +122,22 @@ def dir_size(path: Path, exclude_top: tuple[str, ...] = (), pyc: bool = True) ->
 
 
 def measure_layer(timeout_s: float = 300.0) -> dict[str, Any]:
-    """Build the layer's python/ directory with pip and measure it."""
+    """Build the layer exactly as ``sam build`` does (``layers/keaplink/Makefile``, which leaves out what
+    the Lambda runtime provides) into a temporary directory, and measure what would be deployed."""
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="keaplink-layer-") as tmp:
         target = Path(tmp) / "python"
-        cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
-               "--target", str(target), "-r", str(ROOT / "layers" / "keaplink" / "requirements.txt")]
+        cmd = ["make", "-s", "-C", str(ROOT / "layers" / "keaplink"), "build-KeaplinkLayer", f"ARTIFACTS_DIR={tmp}",
+               f"PYTHON={sys.executable}"]
         try:
             done = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout_s,  # noqa: S603
                                   check=False)
         except subprocess.TimeoutExpired:
-            result["error"] = f"pip install timed out after {timeout_s:.0f}s"
+            result["error"] = f"layer build timed out after {timeout_s:.0f}s"
         else:
             if done.returncode != 0:
-                result["error"] = "pip install failed: " + done.stderr[-500:]
+                result["error"] = "layer build failed: " + done.stderr[-500:]
         if "error" not in result:
-            shutil.copytree(ROOT / "layers" / "keaplink" / "keaplink", target / "keaplink",
-                            ignore=shutil.ignore_patterns("__pycache__"))
             result["total_mb"] = round(dir_size(target) / 1e6, 2)
             result["without_boto_mb"] = round(dir_size(target, BOTO) / 1e6, 2)
             result["without_boto_no_pyc_mb"] = round(dir_size(target, BOTO, pyc=False) / 1e6, 2)

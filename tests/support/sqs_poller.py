@@ -52,9 +52,10 @@ def poll_once(aws: AwsResources, handler: Handler, batch_size: int = 10,
     records = [to_record(m, arn) for m in msgs for _ in range(duplicate)]
     response = handler({"Records": records}, FakeContext())
     failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-    for m in msgs:
-        if m["MessageId"] not in failed:
-            sqs.delete_message(QueueUrl=aws.queue_url, ReceiptHandle=m["ReceiptHandle"])
+    done = [m for m in msgs if m["MessageId"] not in failed]
+    if done:  # one call, as the event source mapping does
+        sqs.delete_message_batch(QueueUrl=aws.queue_url, Entries=[
+            {"Id": str(i), "ReceiptHandle": m["ReceiptHandle"]} for i, m in enumerate(done)])
     return len(records), sorted(failed)
 
 

@@ -124,29 +124,43 @@ class WorkerReport:
     error: str = ""
 
 
-def _worker(name: str, env: dict[str, str], resources: dict[str, Any], ready: Any, go: Any, stop: Any,
+def sqs_record(message_id: str, body: str, receive_count: int) -> dict[str, Any]:
+    return {
+        "messageId": message_id, "receiptHandle": f"rh-{message_id}-{receive_count}", "body": body,
+        "attributes": {"ApproximateReceiveCount": str(receive_count), "SentTimestamp": "0",
+                       "SenderId": "bench", "ApproximateFirstReceiveTimestamp": "0"},
+        "messageAttributes": {}, "md5OfBody": "", "eventSource": "aws:sqs",
+        "eventSourceARN": "arn:aws:sqs:us-east-1:000000000000:bench", "awsRegion": "us-east-1",
+    }
+
+
+def _worker(name: str, env: dict[str, str], batches: Any, feedback: Any, ready: Any, stop: Any,
             results: Any) -> None:
-    """One "container": its own process, handler module, limiter and tag cache."""
+    """One "container": its own process, handler module, limiter and tag cache. Batches come from the
+    parent, which plays the SQS event source mapping."""
+    import queue as queue_module
+
     report = WorkerReport(name)
     try:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the handler's logs and metrics go nowhere
         os.environ.update(env)
         _paths()
-        poll_once = _support("sqs_poller").poll_once
-        aws = _support("aws_local").AwsResources(**resources)
+        context = _support("apigw").FakeContext()
         handler, per_batch = counting_handler()
         ready.set()
-        go.wait()
         while not stop.is_set():
-            started = time.time()
-            count, failed = poll_once(aws, handler, batch_size=10)
-            if count == 0:
-                time.sleep(0.05)
+            try:
+                batch = batches.get(timeout=0.05)
+            except queue_module.Empty:
                 continue
+            started = time.time()
+            response = handler({"Records": batch}, context)
+            failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+            feedback.put((len(batch) - len(failed), [r for r in batch if r["messageId"] in failed]))
             report.first_start = report.first_start or started
             report.last_end = time.time()
             report.batches += 1
-            report.records += count
+            report.records += len(batch)
             report.returned += len(failed)
         report.token_reads = per_batch
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the run
@@ -290,15 +304,18 @@ class Bench:
 
     # --- 2. throughput ------------------------------------------------------------------------------
     def throughput(self) -> None:
-        poller = _support("sqs_poller")
-        dlq_messages, queue_depth = poller.dlq_messages, poller.queue_depth
+        """Two containers take batches of 10 from the parent, which plays the SQS event source mapping
+        (in memory: Lambda's polling is AWS's part, and the emulator's SQS would be what is measured);
+        a returned record comes back after the visibility timeout. DynamoDB, KMS and Secrets Manager are
+        real calls to the moto server; Keap is the sandbox over HTTP."""
+        import queue as queue_module
+
         events = mixed_events("tp", self.s.events)
         self.sandbox.control.clear_requests()
         ctx = multiprocessing.get_context("spawn")
         ready = [ctx.Event() for _ in range(self.s.containers)]
-        go, stop, results = ctx.Event(), ctx.Event(), ctx.Queue()
-        resources = asdict(self.aws)
-        workers = [ctx.Process(target=_worker, args=(f"container-{i}", self.env, resources, ready[i], go, stop,
+        stop, results, batches, feedback = ctx.Event(), ctx.Queue(), ctx.Queue(), ctx.Queue()
+        workers = [ctx.Process(target=_worker, args=(f"container-{i}", self.env, batches, feedback, ready[i], stop,
                                                      results), daemon=True)
                    for i in range(self.s.containers)]
         for w in workers:
@@ -306,14 +323,27 @@ class Bench:
         for r in ready:
             if not r.wait(120):
                 raise RuntimeError("a worker did not start in 120 s")
-        self.send([body for _, _, body in events])  # the backlog is there before the containers poll
+        records = [sqs_record(f"m{i}", body, 1) for i, (_, _, body) in enumerate(events)]
         started = time.time()
-        go.set()
+        for i in range(0, len(records), 10):
+            batches.put(records[i:i + 10])
+        outstanding = len(records)
+        waiting: list[tuple[float, dict[str, Any]]] = []  # (visible again at, record)
         deadline = time.monotonic() + self.s.timeout_s
-        while time.monotonic() < deadline:
-            time.sleep(0.25)
-            if queue_depth(self.aws, self.aws.queue_url) == 0:
-                break
+        while outstanding and time.monotonic() < deadline:
+            try:
+                succeeded, failed = feedback.get(timeout=0.1)
+            except queue_module.Empty:
+                succeeded, failed = 0, []
+            outstanding -= succeeded
+            now = time.time()
+            for rec in failed:
+                count = int(rec["attributes"]["ApproximateReceiveCount"]) + 1
+                waiting.append((now + self.s.visibility_s, sqs_record(rec["messageId"], rec["body"], count)))
+            due = [rec for at, rec in waiting if at <= now]
+            waiting = [(at, rec) for at, rec in waiting if at > now]
+            for i in range(0, len(due), 10):
+                batches.put(due[i:i + 10])
         stop.set()
         reports = [WorkerReport(**results.get(timeout=60)) for _ in workers]
         for w in workers:
@@ -321,13 +351,15 @@ class Bench:
         errors = [f"{r.name}: {r.error}" for r in reports if r.error]
         if errors:
             raise RuntimeError("; ".join(errors))
+        if outstanding:
+            raise RuntimeError(f"{outstanding} events not processed within {self.s.timeout_s} s")
         ended = max(r.last_end for r in reports)
         elapsed = ended - started
         log = [r for r in self.rest_log() if started <= r["t"] <= ended + 1]
         throttled = sum(1 for r in log if r["status"] == 429)
         allowed = len(log) - throttled
         lost = self.check_end_state(events)
-        dead = dlq_messages(self.aws)
+        dead = _support("sqs_poller").dlq_messages(self.aws)
         reads = [n for r in reports for n in r.token_reads]
         self.results["throughput"] = {
             "events": len(events),
@@ -343,7 +375,7 @@ class Bench:
             "records_returned": sum(r.returned for r in reports),
             "batches": sum(r.batches for r in reports),
             "token_reads_per_batch_max": max(reads) if reads else 0,
-            "queue_left": queue_depth(self.aws, self.aws.queue_url),
+            "queue_left": outstanding,
             "dlq": len(dead),
             "lost": lost + len(dead),
             "peak_1s_requests": peak_per_second(log),
@@ -369,16 +401,12 @@ class Bench:
     def naive(self) -> None:
         from keaplink.config import get_settings
         from keaplink.token_store import TokenStore
-        from keaplink_dev.bench_naive import NaiveActions, run_queue
+        from keaplink_dev.bench_naive import NaiveActions, run_list
 
-        sqs = self.aws.client("sqs")
-        queue_url = sqs.create_queue(QueueName=f"keaplink-naive-{uuid.uuid4().hex[:8]}",
-                                     Attributes={"VisibilityTimeout": str(self.s.visibility_s)})["QueueUrl"]
         events = mixed_events("naive", self.s.naive_events)
-        self.send([body for _, _, body in events], queue_url)
         self.sandbox.control.clear_requests()
         actions = NaiveActions(self.sandbox.api_url, TokenStore(get_settings().connection_id))
-        elapsed = run_queue(sqs, queue_url, actions, len(events), timeout_s=self.s.timeout_s)
+        elapsed = run_list([body for _, _, body in events], actions, timeout_s=self.s.timeout_s)
         log = self.rest_log()
         stats = actions.stats
         per_type = {k: v / sum(1 for _, _, b in events if f'"{k}"' in b) for k, v in stats.calls_by_type.items()}

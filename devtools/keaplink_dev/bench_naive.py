@@ -117,3 +117,19 @@ def run_queue(sqs: Any, queue_url: str, actions: NaiveActions, expected: int, ti
             continue  # left on the queue: it comes back after the visibility timeout
         sqs.delete_message(QueueUrl=queue_url, ReceiptHandle=message["ReceiptHandle"])
     return time.perf_counter() - start
+
+
+def run_list(bodies: list[str], actions: NaiveActions, timeout_s: float = 1800.0) -> float:
+    """The same, fed from memory like keaplink's throughput run (so neither pays the emulator's SQS);
+    a failed message is retried at the end of the list. Returns the elapsed seconds."""
+    start = time.perf_counter()
+    deadline = time.monotonic() + timeout_s
+    pending = list(bodies)
+    while pending and time.monotonic() < deadline:
+        body = pending.pop(0)
+        try:
+            actions.handle(body)
+        except (requests.RequestException, RuntimeError, KeyError, ValueError):
+            actions.stats.failed += 1
+            pending.append(body)
+    return time.perf_counter() - start

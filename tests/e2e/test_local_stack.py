@@ -82,7 +82,11 @@ def test_connect_keap_in_a_browser(local_stack: LocalStack, browser) -> None:  #
     assert "sb123.infusionsoft.com" in browser.page_source
     browser.save_screenshot(str(OUTPUT / "status-connected.png"))
     status = requests.get(local_stack["admin_url"] + "status.json", auth=auth(local_stack), timeout=30).json()
-    assert status["status"] == "connected"
+    assert status["status"] == "connected" and status["tenant"] == "sb123.infusionsoft.com"
+    from datetime import datetime
+
+    expires = datetime.fromisoformat(status["expires_at"].replace("Z", "+00:00")).timestamp()
+    assert abs(expires - (time.time() + 86400)) < 300  # Keap's expires_in, stored as an absolute time
 
 
 def keaplink_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:

@@ -115,3 +115,13 @@ def test_refresh_now_when_disconnected(aws, sandbox) -> None:
 
 def test_scheduled_check_before_connecting(aws, sandbox) -> None:
     assert scheduled(0.0)["outcome"] == "not_connected"
+
+
+def test_refresh_now_refuses_a_cross_site_post(aws, sandbox) -> None:
+    flows.connect()
+    response = flows.call("authorize", "POST", "/refresh",
+                          headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
+    assert response["statusCode"] == 403
+    assert refreshes_at_keap(sandbox) == []
+    same = flows.call("authorize", "POST", "/refresh", headers={"Sec-Fetch-Site": "same-origin"})
+    assert same["statusCode"] == 303

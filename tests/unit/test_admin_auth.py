@@ -28,3 +28,17 @@ def test_empty_expected_password_never_authenticates() -> None:
 def test_parse_basic_needs_a_colon() -> None:
     assert parse_basic("Basic " + base64.b64encode(b"admin").decode()) is None
     assert parse_basic("basic " + base64.b64encode(b"a:b").decode()) == ("a", "b")
+
+
+def test_cross_site_posts_are_refused() -> None:
+    from keaplink.admin_auth import is_cross_site
+
+    own = "https://abc.execute-api.us-east-1.amazonaws.com"
+    assert is_cross_site("POST", "cross-site", None, own)
+    assert is_cross_site("POST", "same-site", None, own)  # a sibling subdomain is still another app
+    assert not is_cross_site("POST", "same-origin", own, own)
+    assert not is_cross_site("POST", "none", None, own)  # typed in the address bar / bookmarks
+    assert is_cross_site("POST", None, "https://evil.example", own)
+    assert not is_cross_site("POST", None, own + "/", own)
+    assert not is_cross_site("POST", None, None, own)  # curl and scripts
+    assert not is_cross_site("GET", "cross-site", "https://evil.example", own)  # links are fine: GETs change nothing

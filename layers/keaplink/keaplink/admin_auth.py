@@ -36,3 +36,19 @@ def authenticate(header: str | None, expected_password: str, expected_user: str 
     user_ok = hmac.compare_digest(user.encode(), expected_user.encode())
     password_ok = hmac.compare_digest(password.encode(), expected_password.encode())
     return expected_user if (creds and user_ok and password_ok) else None
+
+
+def is_cross_site(method: str, sec_fetch_site: str | None, origin: str | None, own_origin: str) -> bool:
+    """A state-changing request sent by another site (CSRF)? Browsers resend Basic credentials on their
+    own, so a form on any page could otherwise POST here with the admin's login.
+
+    ``Sec-Fetch-Site`` decides when present (all current browsers send it); else ``Origin``; a request with
+    neither (curl, scripts) is not a browser's cross-site request.
+    """
+    if method.upper() in ("GET", "HEAD", "OPTIONS"):
+        return False
+    if sec_fetch_site:
+        return sec_fetch_site.lower() not in ("same-origin", "none")
+    if origin and origin != "null":
+        return origin.rstrip("/").lower() != own_origin.rstrip("/").lower()
+    return origin == "null"

@@ -14,7 +14,7 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 
 from keaplink import credentials, wiring
 from keaplink.admin import STATE_COOKIE, status_view
-from keaplink.admin_auth import CHALLENGE, authenticate
+from keaplink.admin_auth import CHALLENGE, authenticate, is_cross_site
 from keaplink.config import ConfigError, Settings, get_settings
 from keaplink.errors import (
     CodeExchangeFailed,
@@ -130,6 +130,12 @@ def _require_admin(app: APIGatewayRestResolver, next_middleware: NextMiddleware)
         metrics.add_metric("AdminAuthRejected", "Count", 1)
         return Response(401, content_types.TEXT_PLAIN, "Unauthorized", headers={"WWW-Authenticate": CHALLENGE})
     event.setdefault("requestContext", {})["keaplinkAdmin"] = user
+    base = public_base_url(event, get_settings().public_base_url)
+    own_origin = "/".join(base.split("/", 3)[:3])
+    if is_cross_site(str(event.get("httpMethod", "GET")), header(event, "Sec-Fetch-Site"), header(event, "Origin"),
+                     own_origin):
+        logger.warning("cross-site request refused", extra={"path": event.get("path")})
+        return Response(403, content_types.TEXT_PLAIN, "Cross-site request refused")
     return next_middleware(app)
 
 

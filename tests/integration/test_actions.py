@@ -201,3 +201,16 @@ def test_keap_5xx_and_429_bursts_lose_nothing(connected, sandbox) -> None:
     assert len(contacts(sandbox)) == 20
     tagged = [c for c in contacts(sandbox) if c["tag_ids"]]
     assert len(tagged) == 10 and dlq_messages(connected) == []
+
+
+def test_slows_down_when_keaps_headers_say_the_window_is_nearly_spent(connected, sandbox, capsys) -> None:
+    # A 40/minute budget (as if another client of the same client id had used the rest): 20 calls leave
+    # less than two seconds of our traffic in the window.
+    sandbox.configure(throttle=True, limits={"oauth_per_minute": 40})
+    send(connected, *[signup(f"u{i}", f"user{i}@example.com") for i in range(20)])
+    drain(connected, handler, timeout_s=60)
+    assert len(contacts(sandbox)) == 20 and dlq_messages(connected) == []
+    assert [r for r in keap_api_calls(sandbox) if r["status"] == 429] == []
+    emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
+    values = [m["KeapSlowedDown"] for m in emf if "KeapSlowedDown" in m]  # a number, or a list of them
+    assert sum(sum(v) if isinstance(v, list) else v for v in values) >= 1

@@ -18,6 +18,7 @@ from keaplink.actions import ActionService, KeapSession, TagIds
 from keaplink.config import get_settings, require
 from keaplink.errors import NeedsReauth, NotConnected
 from keaplink.keap_client import KeapClient, api_key, bearer
+from keaplink.keap_http import Throttle, throttle_pause
 from keaplink.observability import MetricsPort, MetricUnit, logger
 from keaplink.queue_gate import QueueGate
 from keaplink.rate_limit import RateLimiter
@@ -53,7 +54,9 @@ def _tag_ids() -> TagIds:
     return TagIds(UserStore())  # per container: the steady state of a first press is one Keap call
 
 
-def keap_connector(refresher: Refresher, limiter: RateLimiter) -> Callable[[bool], KeapClient]:
+def keap_connector(
+    refresher: Refresher, limiter: RateLimiter, metrics: MetricsPort | None = None
+) -> Callable[[bool], KeapClient]:
     """Build the batch's Keap client: the stored OAuth token (refreshed if due), or the API key."""
     settings = get_settings()
     seen: dict[str, int] = {}
@@ -66,9 +69,21 @@ def keap_connector(refresher: Refresher, limiter: RateLimiter) -> Callable[[bool
             seen["version"] = result.connection.version
             assert result.connection.token is not None
             auth = bearer(result.connection.token.access_token)
-        return KeapClient(settings.keap_api_url, auth, settings.http_timeout_s, before_call=limiter.acquire)
+        return KeapClient(settings.keap_api_url, auth, settings.http_timeout_s, before_call=limiter.acquire,
+                          after_call=lambda throttle: _respect_headers(throttle, limiter, metrics))
 
     return connect
+
+
+def _respect_headers(throttle: Throttle, limiter: RateLimiter, metrics: MetricsPort | None) -> None:
+    pause = throttle_pause(throttle, limiter.rate)
+    if pause > 0:
+        limiter.pause(pause)
+        if metrics is not None:
+            metrics.add_metric("KeapSlowedDown", MetricUnit.Count, 1)
+        logger.info("Keap's throttle headers say the window is nearly spent: slowing down",
+                    extra={"pause_s": pause, "product_available": throttle.product_available,
+                           "tenant_available": throttle.tenant_available})
 
 
 def default_deps(refresher: Refresher, metrics: MetricsPort) -> ActionsDeps:
@@ -84,7 +99,7 @@ def default_deps(refresher: Refresher, metrics: MetricsPort) -> ActionsDeps:
     )
     return ActionsDeps(
         service=service,
-        connect=keap_connector(refresher, limiter),
+        connect=keap_connector(refresher, limiter, metrics),
         gate=QueueGate(),
         concurrency=int(os.environ.get("ACTIONS_CONCURRENCY", DEFAULT_CONCURRENCY)),
         metrics=metrics,

@@ -38,11 +38,13 @@ class KeapClient:
         auth: dict[str, str],
         timeout: float = 10.0,
         before_call: Callable[[], None] | None = None,
+        after_call: Callable[[Throttle], None] | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.auth = auth
         self.timeout = timeout
         self.before_call = before_call  # e.g. a rate limiter's acquire: every request passes through it
+        self.after_call = after_call  # sees Keap's throttle headers of every answer
         self.last_throttle = Throttle()
         self.calls = 0
 
@@ -53,6 +55,8 @@ class KeapClient:
         headers = {**self.auth, "Accept": "application/json"}
         response = send(method, f"{self.api_url}{path}", what, self.timeout, headers=headers, **kwargs)
         self.last_throttle = Throttle.from_headers(response.headers)
+        if self.after_call:
+            self.after_call(self.last_throttle)
         raise_for_status(response, what)
         return response
 

@@ -126,4 +126,21 @@ class Throttle:
         )
 
 
-__all__ = ["KeapError", "Throttle", "raise_for_status", "send", "session"]
+def throttle_pause(throttle: Throttle, per_second: float) -> float:
+    """How long to hold back, given what Keap's headers say is left of the current windows (pure).
+
+    Our own rate stays under Keap's limits, but other clients of the same client id or Keap app share
+    them. When less than about two seconds of our traffic is left in a window, wait a little instead
+    of running into 429s: longer the closer to zero.
+    """
+    left = [v for v in (throttle.product_available, throttle.tenant_available) if v is not None]
+    if not left:
+        return 0.0
+    lowest = min(left)
+    reserve = 2 * per_second
+    if lowest >= reserve:
+        return 0.0
+    return round(5.0 * (1 - max(lowest, 0) / reserve), 2)
+
+
+__all__ = ["KeapError", "Throttle", "raise_for_status", "send", "session", "throttle_pause"]

@@ -133,6 +133,18 @@ def _tail(path: Path, lines: int = 30) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
+def _wait_group_gone(pgid: int, timeout: float) -> None:
+    """Wait until no process of group ``pgid`` is left (a killed worker lingers until it is reaped)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            os.killpg(pgid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.05)
+    raise MiniStackError(f"processes of group {pgid} still exist {timeout:.0f}s after SIGKILL")
+
+
 class MiniStack:
     """ministack on ``127.0.0.1:<port>`` as a child process in its own process group.
 
@@ -257,9 +269,11 @@ class MiniStack:
                 with contextlib.suppress(ProcessLookupError):
                     os.killpg(pgid, signal.SIGKILL)
                 proc.wait(timeout=5)
-            # Function workers are in the same group; make sure none outlives ministack.
+            # Function workers are in the same group; make sure none outlives ministack, and that they are
+            # gone (not merely signalled) when stop() returns.
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(pgid, signal.SIGKILL)
+            _wait_group_gone(pgid, timeout=5.0)
             self._proc = None
         self._close_log()
         tmp = self.workdir / "tmp"

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.logging import correlation_paths
 
-from keaplink import web
+from keaplink import web, wiring
 from keaplink.admin import start_connect
 from keaplink.observability import logger, metrics
 from keaplink.refresh import Outcome
@@ -35,7 +35,7 @@ def status_json() -> dict[str, Any]:
 def connect() -> Response[str]:
     ctx = web.request_context(app.current_event.raw_event)
     start = start_connect(
-        web.states(), ctx.admin, ctx.client_id, ctx.settings.keap_authorize_url, ctx.callback_url, time.time(),
+        wiring.state_store(), ctx.admin, ctx.client_id, ctx.settings.keap_authorize_url, ctx.callback_url, time.time(),
         secure_cookie=ctx.base_url.startswith("https://"),
     )
     return Response(302, content_types.TEXT_HTML, "", headers={"Location": start.location, "Set-Cookie": start.cookie})
@@ -43,7 +43,7 @@ def connect() -> Response[str]:
 
 @app.post("/refresh")
 def refresh_now() -> Response[str]:
-    result = web.refresher().ensure_fresh(force=True)
+    result = wiring.refresher(metrics).ensure_fresh(force=True)
     text = "Token refreshed." if result.outcome is not Outcome.FRESH else "Token is fresh."
     return web.redirect_to_status(app.current_event.raw_event, text)
 

@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Any
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.logging import correlation_paths
 
-from keaplink import web
+from keaplink import web, wiring
 from keaplink.admin import complete_connect, cookie_value
 from keaplink.observability import logger, metrics
-from keaplink.wiring import oauth_client
 
 if TYPE_CHECKING:  # typing only: keeps Powertools' typing module off the cold-start path
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -28,11 +27,11 @@ def callback() -> Response[str]:
         params,
         admin=ctx.admin,
         browser_state=cookie_value(app.current_event.headers.get("Cookie")),
-        states=web.states(),
-        store=web.store(),
-        oauth=oauth_client,
+        states=wiring.state_store(),
+        store=wiring.token_store(),
+        oauth=wiring.oauth_client,
         callback_url=ctx.callback_url,
-        gate=web.gate(),
+        gate=wiring.queue_gate(),
     )
     return web.redirect_to_status(event, "Keap connected.", clear_state_cookie=True)
 

@@ -185,3 +185,12 @@ def test_reconnect_replaces_the_token(connected, sandbox) -> None:
     flows.connect()
     new_version, new_access = stored()
     assert new_version == version + 1 and new_access != access
+
+
+def test_error_page_links_back_under_the_configured_public_url(connected, sandbox, monkeypatch) -> None:
+    from keaplink import config
+
+    monkeypatch.setenv("PUBLIC_BASE_URL", "http://127.0.0.1:4566/_aws/execute-api/abc/local")
+    config.reset()
+    response = flows.callback({"code": "x", "state": "forged"}, "keaplink_oauth_state=forged")
+    assert_page(response, 400, "href='/_aws/execute-api/abc/local/'")

@@ -22,3 +22,11 @@ def test_emulator_prefix_is_kept() -> None:
 
 def test_configured_url_wins() -> None:
     assert public_base_url(rest_event("GET", "/"), "https://keap.example.com/") == "https://keap.example.com"
+
+
+def test_url_origin_and_path() -> None:
+    from keaplink.http_event import url_origin, url_path
+
+    url = "http://127.0.0.1:4566/_aws/execute-api/abc/local"
+    assert (url_origin(url), url_path(url)) == ("http://127.0.0.1:4566", "/_aws/execute-api/abc/local")
+    assert (url_origin("https://x.example"), url_path("https://x.example/")) == ("https://x.example", "")

@@ -41,3 +41,16 @@ def public_base_url(event: Mapping[str, Any], configured: str | None = None) -> 
         local = host.split(":")[0] in ("localhost", "127.0.0.1")
         proto = "http" if local else "https"
     return f"{proto}://{host}{prefix}".rstrip("/")
+
+
+def url_origin(url: str) -> str:
+    """``https://host:port`` of a URL."""
+    scheme, _, rest = url.partition("://")
+    return f"{scheme}://{rest.split('/', 1)[0]}"
+
+
+def url_path(url: str) -> str:
+    """The path of a URL without a trailing slash (``""`` for the root)."""
+    _, _, rest = url.partition("://")
+    path = rest.partition("/")[2]
+    return f"/{path}".rstrip("/")

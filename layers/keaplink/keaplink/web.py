@@ -3,7 +3,6 @@ typed-error → HTML page mapping, and the objects a request needs."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -27,12 +26,9 @@ from keaplink.errors import (
     OAuthStateInvalid,
     TokenConflict,
 )
-from keaplink.http_event import header, public_base_url
+from keaplink.http_event import header, public_base_url, url_origin, url_path
 from keaplink.observability import logger, metrics
 from keaplink.pages import error_page, status_page
-from keaplink.queue_gate import QueueGate
-from keaplink.refresh import Refresher
-from keaplink.token_store import StateStore, TokenStore
 
 # Typed error → (HTTP status, page title, what the admin should do). Looked up along the MRO, so the most
 # specific class wins; the text shown never decides anything.
@@ -72,45 +68,33 @@ class RequestContext:
     client_id: str
 
 
+def base_url(event: Mapping[str, Any]) -> str:
+    """Where the admin routes are served: the one derivation every page, redirect and check uses."""
+    return public_base_url(event, get_settings().public_base_url)
+
+
 def request_context(event: Mapping[str, Any]) -> RequestContext:
     settings = get_settings()
-    base = public_base_url(event, settings.public_base_url)
-    path = "/" + base.split("://", 1)[-1].partition("/")[2]
+    base = base_url(event)
     client_id = "" if settings.is_api_key_mode else credentials.client_credentials().client_id
     return RequestContext(
         settings=settings,
         admin=str((event.get("requestContext") or {}).get("keaplinkAdmin", "admin")),
         base_url=base,
-        base_path=path.rstrip("/"),
+        base_path=url_path(base),
         callback_url=f"{base}/callback",
         client_id=client_id,
     )
 
 
-def states() -> StateStore:
-    return wiring.state_store()
-
-
-def store() -> TokenStore:
-    return wiring.token_store()
-
-
-def gate() -> QueueGate:
-    return QueueGate()
-
-
-def refresher() -> Refresher:
-    return wiring.refresher(metrics)
-
-
 def status_dict(event: Mapping[str, Any]) -> dict[str, Any]:
     ctx = request_context(event)
-    return status_view(store().load(), ctx.settings.auth_mode, ctx.callback_url)
+    return status_view(wiring.token_store().load(), ctx.settings.auth_mode, ctx.callback_url)
 
 
 def render_status(event: Mapping[str, Any], message: str | None) -> str:
     ctx = request_context(event)
-    view = status_view(store().load(), ctx.settings.auth_mode, ctx.callback_url)
+    view = status_view(wiring.token_store().load(), ctx.settings.auth_mode, ctx.callback_url)
     return status_page(view, ctx.base_path, message)
 
 
@@ -130,10 +114,8 @@ def _require_admin(app: APIGatewayRestResolver, next_middleware: NextMiddleware)
         metrics.add_metric("AdminAuthRejected", "Count", 1)
         return Response(401, content_types.TEXT_PLAIN, "Unauthorized", headers={"WWW-Authenticate": CHALLENGE})
     event.setdefault("requestContext", {})["keaplinkAdmin"] = user
-    base = public_base_url(event, get_settings().public_base_url)
-    own_origin = "/".join(base.split("/", 3)[:3])
     if is_cross_site(str(event.get("httpMethod", "GET")), header(event, "Sec-Fetch-Site"), header(event, "Origin"),
-                     own_origin):
+                     url_origin(base_url(event))):
         logger.warning("cross-site request refused", extra={"path": event.get("path")})
         return Response(403, content_types.TEXT_PLAIN, "Cross-site request refused")
     return next_middleware(app)
@@ -151,11 +133,8 @@ def protect(app: APIGatewayRestResolver) -> None:
         if isinstance(exc, OAuthDenied):
             detail = f"Keap said: {exc.description or exc.error}. {hint}"
         logger.warning("admin request failed", extra={"error_type": type(exc).__name__, "status": status})
-        base_path = "/" + public_base_url(app.current_event.raw_event).split("://", 1)[-1].partition("/")[2]
-        return html(status, error_page(title, detail, base_path.rstrip("/")))
+        return html(status, error_page(title, detail, url_path(base_url(app.current_event.raw_event))))
 
     for exc_type in ERROR_PAGES:
         app.exception_handler(exc_type)(render)
 
-
-__all__ = ["ERROR_PAGES", "html", "protect", "request_context", "time"]

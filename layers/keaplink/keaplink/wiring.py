@@ -3,12 +3,11 @@ pass its own (ports and fakes instead of patching)."""
 
 from __future__ import annotations
 
-import time
-
 from keaplink import credentials
 from keaplink.config import get_settings
 from keaplink.oauth import OAuthClient
-from keaplink.observability import MetricsPort, NullMetrics
+from keaplink.observability import MetricsPort
+from keaplink.queue_gate import QueueGate
 from keaplink.refresh import Refresher
 from keaplink.token_store import StateStore, TokenStore
 
@@ -23,8 +22,14 @@ def oauth_client() -> OAuthClient:
 
 
 def refresher(metrics: MetricsPort | None = None) -> Refresher:
-    return Refresher(store=token_store(), oauth=oauth_client, clock=time.time, metrics=metrics or NullMetrics())
+    if metrics is None:
+        return Refresher(store=token_store(), oauth=oauth_client)
+    return Refresher(store=token_store(), oauth=oauth_client, metrics=metrics)
 
 
 def state_store() -> StateStore:
     return StateStore()
+
+
+def queue_gate() -> QueueGate:
+    return QueueGate()

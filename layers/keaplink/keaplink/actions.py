@@ -69,12 +69,6 @@ class TagIds:
             self._memory.pop(name, None)
 
 
-@dataclass
-class Outcome:
-    keap_calls: int = 0
-    detail: str = ""
-
-
 class KeapSession:
     """The batch's Keap client, re-created once (under a lock) when Keap answers 401."""
 
@@ -103,20 +97,20 @@ class ActionService:
     sleep: Callable[[float], None] = time.sleep
 
     # --- one record ---------------------------------------------------------------------------------
-    def handle(self, body: str, message_id: str, session: KeapSession) -> Outcome:
-        """Process one SQS body. Returns normally when done (or dead-lettered); raises to be retried."""
+    def handle(self, body: str, message_id: str, session: KeapSession) -> str:
+        """Process one SQS body; returns what was done (or that it was dead-lettered), raises to be retried."""
         try:
             message = parse(body)
         except InvalidMessage as exc:
             self._dead_letter(body, message_id, str(exc))
-            return Outcome(detail="invalid")
+            return "invalid"
         try:
             return self._with_retries(message, session)
         except KeapRequestRejected as exc:
             self._dead_letter(body, message_id, f"Keap rejected the request: {exc}")
-            return Outcome(detail="rejected")
+            return "rejected"
 
-    def _with_retries(self, message: Message, session: KeapSession) -> Outcome:
+    def _with_retries(self, message: Message, session: KeapSession) -> str:
         client = session.client
         auth_retried, transient, throttled = False, 0, 0
         while True:
@@ -148,19 +142,18 @@ class ActionService:
         logger.warning("message sent to the DLQ, not retried", extra={"message_id": message_id, "reason": reason})
 
     # --- the effects ----------------------------------------------------------------------------------
-    def _apply(self, message: Message, keap: KeapClient) -> Outcome:
+    def _apply(self, message: Message, keap: KeapClient) -> str:
         if isinstance(message, SignedUp):
             result = keap.upsert_contact(message.email, message.given_name, message.family_name)
             self.users.save_contact(message.user_id, result.contact_id, message.email)
-            return Outcome(1, "created" if result.created else "updated")
+            return "created" if result.created else "updated"
         tag = self.button_tag if isinstance(message, ButtonPressed) else message.tag
         return self._tag_once(message, tag, keap)
 
-    def _tag_once(self, message: ButtonPressed | ContactTag, tag: str, keap: KeapClient) -> Outcome:
+    def _tag_once(self, message: ButtonPressed | ContactTag, tag: str, keap: KeapClient) -> str:
         user = self.users.get(message.user_id)
         if tag in user.tags:
-            return Outcome(0, "already tagged")
-        calls = 0
+            return "already tagged"
         contact_id = user.contact_id
         if contact_id is None:
             if not message.email:
@@ -168,8 +161,6 @@ class ActionService:
                 raise NotReady(f"user {message.user_id} has no Keap contact yet")
             contact_id = keap.upsert_contact(message.email, None, None).contact_id
             self.users.save_contact(message.user_id, contact_id, message.email)
-            calls += 1
-        before = keap.calls
         tag_id = self.tags.get(tag, keap)
         try:
             result = keap.apply_tag(tag_id, contact_id)
@@ -178,8 +169,7 @@ class ActionService:
                 raise
             self.tags.forget(tag)  # the tag was deleted in Keap: look it up again next time
             raise KeapUnavailable(f"tag {tag!r} no longer exists in Keap", 404) from exc
-        calls += keap.calls - before
         if result != "SUCCESS":
             raise KeapRequestRejected(f"Keap answered {result} applying tag {tag!r} to contact {contact_id}", 200)
         self.users.mark_tagged(message.user_id, tag)
-        return Outcome(calls, "tagged")
+        return "tagged"

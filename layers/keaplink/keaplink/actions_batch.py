@@ -155,7 +155,7 @@ def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None)
 
     def work(record: SQSRecord) -> str:
         try:
-            return deps.service.handle(record.body, record.message_id, session).detail
+            return deps.service.handle(record.body, record.message_id, session)
         except (NotConnected, NeedsReauth):
             held.set()
             raise

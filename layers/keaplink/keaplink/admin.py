@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from keaplink.errors import CodeExchangeFailed, OAuthDenied, OAuthStateInvalid
-from keaplink.keap_token import Connection, Status
+from keaplink.keap_token import Connection
 from keaplink.oauth import OAuthClient, authorize_url
 from keaplink.observability import logger
 from keaplink.queue_gate import QueueGate
@@ -121,17 +121,6 @@ def complete_connect(
     conn = store.store_authorized(token, clock())
     logger.info("Keap connected", extra={"tenant": token.tenant, "version": conn.version})
     if gate is not None:
-        _resume(gate)
+        gate.resume_quietly()  # events held while disconnected flow again
     return conn
 
-
-def _resume(gate: QueueGate) -> None:
-    """Events held while disconnected flow again. A failure here is not the admin's problem: the token is
-    saved, and the hourly check resumes the queue too."""
-    try:
-        gate.resume()
-    except Exception as exc:  # noqa: BLE001
-        logger.warning("could not resume the actions queue", extra={"error_type": type(exc).__name__})
-
-
-__all__ = ["Status", "complete_connect", "cookie_value", "start_connect", "status_view"]

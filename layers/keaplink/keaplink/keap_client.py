@@ -13,9 +13,6 @@ from keaplink.keap_http import Throttle, parse_body, raise_for_status, send
 if TYPE_CHECKING:
     import requests
 
-AuthHeaders = Callable[[], dict[str, str]]
-
-
 def bearer(access_token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {access_token}"}
 
@@ -45,7 +42,6 @@ class KeapClient:
         self.timeout = timeout
         self.before_call = before_call  # e.g. a rate limiter's acquire: every request passes through it
         self.after_call = after_call  # sees Keap's throttle headers of every answer
-        self.last_throttle = Throttle()
         self.calls = 0
 
     def _request(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
@@ -54,9 +50,8 @@ class KeapClient:
         self.calls += 1
         headers = {**self.auth, "Accept": "application/json"}
         response = send(method, f"{self.api_url}{path}", what, self.timeout, headers=headers, **kwargs)
-        self.last_throttle = Throttle.from_headers(response.headers)
         if self.after_call:
-            self.after_call(self.last_throttle)
+            self.after_call(Throttle.from_headers(response.headers))
         raise_for_status(response, what)
         return response
 

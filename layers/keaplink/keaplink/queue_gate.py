@@ -42,3 +42,11 @@ class QueueGate:
 
     def resume(self) -> int:
         return self._set(True)
+
+    def resume_quietly(self) -> None:
+        """Resume, logging rather than raising on failure: callers (a reconnect, the hourly check) have
+        done their own job already, and the other one resumes the queue too."""
+        try:
+            self.resume()
+        except Exception as exc:  # noqa: BLE001
+            logger.warning("could not resume the actions queue", extra={"error_type": type(exc).__name__})

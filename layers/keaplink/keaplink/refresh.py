@@ -63,6 +63,15 @@ class RefreshPolicy:
     save_attempts: int = 5
 
 
+def _refreshed_since(seen: Connection, latest: Connection) -> bool:
+    """Another caller saved a new token after we read ``seen``: use theirs."""
+    return latest.version > seen.version and latest.status is Status.CONNECTED
+
+
+def _needs_reauth(conn: Connection) -> NeedsReauth:
+    return NeedsReauth(conn.last_error or "the connection needs to be re-authorized")
+
+
 @dataclass
 class Refresher:
     store: TokenStore
@@ -85,7 +94,7 @@ class Refresher:
         if reason is RefreshReason.NOT_CONNECTED:
             raise NotConnected("Keap is not connected yet")
         if reason is RefreshReason.NEEDS_REAUTH:
-            raise NeedsReauth(conn.last_error or "the connection needs to be re-authorized")
+            raise _needs_reauth(conn)
         if seen_version is not None and conn.version > seen_version:
             return RefreshResult(Outcome.REFRESHED_BY_OTHER, reason, conn)
         if reason is RefreshReason.FRESH and not force:
@@ -102,30 +111,29 @@ class Refresher:
             delay = min(delay * 2, 1.0)
             latest = self.store.load()
             if latest.status is Status.NEEDS_REAUTH:
-                raise NeedsReauth(latest.last_error or "the connection needs to be re-authorized")
-            if latest.version > seen.version and latest.status is Status.CONNECTED:
+                raise _needs_reauth(latest)
+            if _refreshed_since(seen, latest):
                 return RefreshResult(Outcome.REFRESHED_BY_OTHER, reason, latest)
             if self.clock() > deadline:
                 raise LeaseBusy("another refresh holds the lease and has not finished")
         self.checkpoint("lease_taken")
         try:
-            return self._refresh_locked(seen, reason, owner)
+            return self._refresh_locked(seen, reason)
         finally:
             self.store.release_lease(owner)  # no-op after a save, which clears the lease itself
 
-    def _refresh_locked(self, seen: Connection, reason: RefreshReason, owner: str) -> RefreshResult:
+    def _refresh_locked(self, seen: Connection, reason: RefreshReason) -> RefreshResult:
         latest = self.store.load()  # re-read under the lease: someone may have finished just before us
         self.checkpoint("reread")
-        if latest.version > seen.version and latest.status is Status.CONNECTED:
+        if _refreshed_since(seen, latest):
             return RefreshResult(Outcome.REFRESHED_BY_OTHER, reason, latest)
         if latest.status is not Status.CONNECTED or latest.token is None:
-            raise NeedsReauth(latest.last_error or "the connection needs to be re-authorized")
+            raise _needs_reauth(latest)
         token = self._call_keap(latest)
         self.checkpoint("keap_refreshed")
         saved = self._save(token, latest)
         self.checkpoint("saved")
         self.metrics.add_metric("RefreshSucceeded", MetricUnit.Count, 1)
-        self.metrics.add_metric("SecondsUntilExpiry", MetricUnit.Seconds, token.expires_at - self.clock())
         logger.info(
             "token refreshed",
             extra={"reason": reason.value, "version": saved.version, "expires_at": token.expires_at},

@@ -31,7 +31,7 @@ def run_scheduled(
         logger.warning("scheduled refresh did not refresh", extra={"outcome": outcome, "error": str(exc)})
         return {"outcome": outcome, "error": str(exc)}
     if gate is not None:
-        _resume(gate)
+        gate.resume_quietly()  # safety net, in case the callback could not resume the queue after a reconnect
     token = result.connection.token
     seconds_left = (token.expires_at - refresher.clock()) if token else 0.0
     metrics.add_metric("SecondsUntilExpiry", MetricUnit.Seconds, seconds_left)
@@ -43,10 +43,3 @@ def run_scheduled(
         "seconds_until_expiry": round(seconds_left),
     }
 
-
-def _resume(gate: QueueGate) -> None:
-    """Safety net: if the callback could not resume the actions queue after a reconnect, do it now."""
-    try:
-        gate.resume()
-    except Exception as exc:  # noqa: BLE001 - never let this fail the token check itself
-        logger.warning("could not resume the actions queue", extra={"error_type": type(exc).__name__})

@@ -82,6 +82,7 @@ class TokenStore:
 
     # --- writing --------------------------------------------------------------------------------
     def _token_actions(self, token: Token) -> list[Any]:
+        """A new token pair, and the connection healthy again: no error, no lease."""
         m = connection_model()
         return [
             m.access_token_enc.set(self._cipher.encrypt(token.access_token, self._context("access_token"))),
@@ -91,6 +92,12 @@ class TokenStore:
             m.issued_at.set(token.issued_at),
             m.scope.set(token.scope),
             m.token_type.set(token.token_type),
+            m.status.set(Status.CONNECTED.value),
+            m.refresh_failures.set(0),
+            m.last_error.remove(),
+            m.last_error_at.remove(),
+            m.lease_owner.remove(),
+            m.lease_until.remove(),
         ]
 
     def _update(self, actions: list[Any], condition: Any = None) -> Connection:
@@ -111,36 +118,15 @@ class TokenStore:
         the previous grant, so no older token may win against it."""
         m = connection_model()
         return self._update(
-            self._token_actions(token)
-            + [
-                m.status.set(Status.CONNECTED.value),
-                m.version.add(1),
-                m.connected_at.set(now),
-                m.refreshed_at.set(now),
-                m.refresh_failures.set(0),
-                m.last_error.remove(),
-                m.last_error_at.remove(),
-                m.lease_owner.remove(),
-                m.lease_until.remove(),
-            ]
+            [*self._token_actions(token), m.version.add(1), m.connected_at.set(now), m.refreshed_at.set(now)]
         )
 
     def store_refreshed(self, token: Token, expected_version: int, now: float) -> Connection:
         """Save a refreshed token only if nobody wrote since ``expected_version``; releases the lease."""
         m = connection_model()
         return self._update(
-            self._token_actions(token)
-            + [
-                m.status.set(Status.CONNECTED.value),
-                m.version.set(expected_version + 1),
-                m.refreshed_at.set(now),
-                m.refresh_count.add(1),
-                m.refresh_failures.set(0),
-                m.last_error.remove(),
-                m.last_error_at.remove(),
-                m.lease_owner.remove(),
-                m.lease_until.remove(),
-            ],
+            [*self._token_actions(token), m.version.set(expected_version + 1), m.refreshed_at.set(now),
+             m.refresh_count.add(1)],
             condition=m.version == expected_version,
         )
 

@@ -57,7 +57,7 @@ test: lint template e2e-deps ## everything CI checks: lint, types, template, bui
 test-fast: venv ## unit + integration tests only (no local stack, no browser)
 	$(PY) -m pytest tests -m "not e2e" $(PYTEST_ARGS)
 
-demo: venv ministack build ## run the whole system locally; Ctrl-C stops it
+demo: venv ## run the whole system locally; Ctrl-C stops it (installs the emulator and builds on its own)
 	@$(PY) -m keaplink_dev.stack
 
 invoke: venv ## invoke a deployed function of the running demo: FUNCTION=… EVENT=events/….json

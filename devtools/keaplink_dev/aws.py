@@ -90,15 +90,7 @@ def resolve_endpoint(repo_root: Path | str | None = None, explicit: str | None =
     else ``$AWS_ENDPOINT_URL``."""
     if explicit:
         return explicit
-    state = local_state_path(repo_root)
-    if state.is_file():
-        try:
-            value = json.loads(state.read_text()).get("aws_endpoint_url")
-        except (OSError, ValueError, AttributeError):
-            value = None
-        if value:
-            return str(value)
-    value = os.environ.get("AWS_ENDPOINT_URL")
+    value = read_local_state(repo_root).get("aws_endpoint_url") or os.environ.get("AWS_ENDPOINT_URL")
     if value:
         return value
     raise SystemExit(f"no endpoint: start the local stack (it writes {LOCAL_STATE}) or set AWS_ENDPOINT_URL")
@@ -112,22 +104,19 @@ def local_state_path(repo_root: Path | str | None = None) -> Path:
 
 def read_local_state(repo_root: Path | str | None = None) -> dict[str, Any]:
     try:
-        data: dict[str, Any] = json.loads(local_state_path(repo_root).read_text())
+        data = json.loads(local_state_path(repo_root).read_text())
     except (OSError, ValueError):
         return {}
-    return data
+    return data if isinstance(data, dict) else {}
 
 
-def write_local_state(repo_root: Path | str, endpoint: str, stack_name: str, **extra: Any) -> Path:
-    """Write ``.keaplink/local.json`` (``aws_endpoint_url``, ``stack_name`` + ``extra``) for the CLIs to read."""
-    path = Path(repo_root) / LOCAL_STATE
+def write_local_state(state: dict[str, Any], repo_root: Path | str | None = None) -> Path:
+    """Write ``local.json`` for scripts, the CLI and ``make invoke``: atomically (a reader never sees half
+    a file) and readable by its owner only (it holds the local admin password)."""
+    path = local_state_path(repo_root)
     path.parent.mkdir(parents=True, exist_ok=True)
-    data: dict[str, Any] = {}
-    if path.is_file():
-        try:
-            data = dict(json.loads(path.read_text()))
-        except (OSError, ValueError, TypeError):
-            data = {}
-    data.update({"aws_endpoint_url": endpoint, "stack_name": stack_name, **extra})
-    path.write_text(json.dumps(data, indent=2, sort_keys=True) + "\n")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    os.chmod(tmp, 0o600)
+    tmp.replace(path)
     return path

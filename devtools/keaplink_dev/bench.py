@@ -18,6 +18,7 @@ Everything runs locally: a moto server and a Keap sandbox (throttling on, at Kea
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import json
 import logging
@@ -27,6 +28,7 @@ import platform
 import statistics
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import uuid
@@ -195,17 +197,18 @@ class Bench:
         _paths()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         from keap_sandbox.testing import SandboxControl
+        from keaplink_dev.stack import keap_sandbox
 
         aws_local = _support("aws_local")
         # The emulators run as their own processes: in-process threads would share one GIL with each other
         # and with the benchmark, and the local emulator, not keaplink, would be what is measured.
         self.procs: list[subprocess.Popen[bytes]] = []
+        self.exit_stack = contextlib.ExitStack()
         moto_port, sandbox_port = aws_local.free_port(), aws_local.free_port()
         self._spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
                     f"http://127.0.0.1:{moto_port}/moto-api/")
-        sandbox_url = f"http://127.0.0.1:{sandbox_port}"
-        self._spawn([sys.executable, "-m", "keap_sandbox", "--host", "127.0.0.1", "--port", str(sandbox_port)],
-                    f"{sandbox_url}/_sandbox/clock")
+        logs = Path(self.exit_stack.enter_context(tempfile.TemporaryDirectory(prefix="keaplink-bench-")))
+        sandbox_url = self.exit_stack.enter_context(keap_sandbox(sandbox_port, logs, out=lambda line: None))
         control = SandboxControl(sandbox_url)
         control.configure(latency_ms=self.s.latency_ms, throttle=True,
                           limits={"oauth_per_minute": KEAP_PER_MINUTE, "oauth_per_day": 150000,
@@ -257,6 +260,7 @@ class Bench:
 
     def stop(self) -> None:
         _support("aws_local").restore_env(self.previous_env)
+        self.exit_stack.close()
         for proc in getattr(self, "procs", []):
             proc.terminate()
             try:

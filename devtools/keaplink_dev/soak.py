@@ -90,6 +90,15 @@ ROLES = ("scheduler", "action_401", "refresh_now")
 DEFAULT_CRASH_RATES = {"loaded": 0.002, "lease_taken": 0.02, "reread": 0.02, "keap_refreshed": 0.01, "saved": 0.02}
 
 
+# How a refresh call ended, by error type (looked up along the MRO, like keaplink's own mappings).
+CALL_OUTCOMES: dict[type[Exception], str] = {
+    RefreshTokenDead: "dead",
+    KeapUnavailable: "unavailable",
+    KeapRateLimited: "rate_limited",
+    KeapClientConfigError: "config_error",
+}
+
+
 class SimulatedCrash(BaseException):
     """Raised by the checkpoint hook: the caller dies between two steps of the refresh path."""
 
@@ -325,20 +334,9 @@ class TracingOAuthClient(OAuthClient):
         call = self._tracker.start_call(self._call_id, refresh_token)
         try:
             token = super().refresh(refresh_token, now)
-        except RefreshTokenDead:
-            self._tracker.finish_call(call, "dead")
-            raise
-        except KeapUnavailable:
-            self._tracker.finish_call(call, "unavailable")
-            raise
-        except KeapRateLimited:
-            self._tracker.finish_call(call, "rate_limited")
-            raise
-        except KeapClientConfigError:
-            self._tracker.finish_call(call, "config_error")
-            raise
         except Exception as exc:
-            self._tracker.finish_call(call, type(exc).__name__)
+            label = next((CALL_OUTCOMES[c] for c in type(exc).__mro__ if c in CALL_OUTCOMES), type(exc).__name__)
+            self._tracker.finish_call(call, label)
             raise
         self._tracker.finish_call(call, "rotated", token.refresh_token)
         return token

@@ -17,7 +17,6 @@ Environment (all optional):
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import secrets
 import signal
@@ -33,7 +32,7 @@ from typing import Any
 
 import requests
 
-from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, REPO_ROOT
+from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, REPO_ROOT, local_state_path, write_local_state
 from keaplink_dev.deploy import SamError, sam_build, sam_deploy
 from keaplink_dev.ministack import MiniStack, MiniStackError, ensure_installed, port_in_use
 
@@ -162,15 +161,6 @@ def local_state(endpoint: str, outputs: dict[str, str], keap: dict[str, str], pa
     }
 
 
-def write_state(state_dir: Path, state: dict[str, Any]) -> Path:
-    path = state_dir / "local.json"
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
-    os.chmod(tmp, 0o600)  # it holds the local admin password
-    tmp.replace(path)  # atomic: a reader never sees half a file
-    return path
-
-
 def banner(state: dict[str, Any], out: Printer) -> None:
     sandbox = state.get("keap_sandbox_url")
     lines = [
@@ -212,9 +202,10 @@ def tail_logs(endpoint: str, stop: threading.Event, out: Printer) -> None:
 
 def run(out: Printer = say, stop: threading.Event | None = None) -> int:
     stop = stop or threading.Event()
-    state_dir = Path(os.environ.get("KEAPLINK_STATE_DIR", REPO_ROOT / ".keaplink"))
+    state_file = local_state_path()
+    state_dir = state_file.parent
     state_dir.mkdir(parents=True, exist_ok=True)
-    (state_dir / "local.json").unlink(missing_ok=True)
+    state_file.unlink(missing_ok=True)
     aws_port = _env_port("KEAPLINK_AWS_PORT", 4566)
     sandbox_port = _env_port("KEAP_SANDBOX_PORT", 8765)
     password = os.environ.get("KEAPLINK_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
@@ -243,7 +234,7 @@ def run(out: Printer = say, stop: threading.Event | None = None) -> int:
         parameters["PublicBaseUrl"] = state["admin_url"].rstrip("/")
         sam_deploy(REPO_ROOT, emulator.endpoint, DEFAULT_STACK, parameters, out=lambda line: None)
         out(f"  ✓ stack {DEFAULT_STACK} deployed")
-        path = write_state(state_dir, state)
+        path = write_local_state(state)
         banner(state, out)
         out(f"  (state for scripts: {path})")
         tail = threading.Thread(target=tail_logs, args=(emulator.endpoint, stop, out), daemon=True)
@@ -253,7 +244,7 @@ def run(out: Printer = say, stop: threading.Event | None = None) -> int:
                 out("local AWS stopped unexpectedly; see " + str(state_dir / "ministack.log"))
                 return 1
         out("\nStopping…")
-    (state_dir / "local.json").unlink(missing_ok=True)
+    state_file.unlink(missing_ok=True)
     out("Stopped; no process left behind.")
     return 0
 

@@ -67,15 +67,19 @@ def test_invocation_without_start_line() -> None:
 def test_resolve_endpoint_prefers_explicit_then_local_json_then_env(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    monkeypatch.delenv("KEAPLINK_STATE_DIR", raising=False)
     monkeypatch.setenv("AWS_ENDPOINT_URL", "http://env:1")
     assert aws.resolve_endpoint(tmp_path, "http://explicit:1") == "http://explicit:1"
     assert aws.resolve_endpoint(tmp_path) == "http://env:1"
-    path = aws.write_local_state(tmp_path, "http://127.0.0.1:4566", "keaplink-local", api_url="x")
+    state = {"aws_endpoint_url": "http://127.0.0.1:4566", "stack_name": "keaplink-local", "api_url": "x"}
+    path = aws.write_local_state(state, tmp_path)
+    assert path == tmp_path / ".keaplink" / "local.json"
     assert json.loads(path.read_text()) == {
         "aws_endpoint_url": "http://127.0.0.1:4566",
         "stack_name": "keaplink-local",
         "api_url": "x",
     }
+    assert path.stat().st_mode & 0o777 == 0o600  # it holds the local admin password
     assert aws.resolve_endpoint(tmp_path) == "http://127.0.0.1:4566"
     monkeypatch.delenv("AWS_ENDPOINT_URL")
     with pytest.raises(SystemExit):

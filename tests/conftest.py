@@ -69,7 +69,7 @@ def sandbox(sandbox_server) -> Iterator[Sandbox]:  # type: ignore[no-untyped-def
 @pytest.fixture
 def aws(moto_endpoint: str, sandbox: Sandbox) -> Iterator[AwsResources]:
     """Fresh tables/secrets/queues on the moto server, and the environment pointing at them."""
-    from keaplink import config, credentials
+    from keaplink import root
 
     resources = create_resources(moto_endpoint, uuid.uuid4().hex[:8], SANDBOX_CLIENT)
     previous = apply_env(
@@ -82,11 +82,7 @@ def aws(moto_endpoint: str, sandbox: Sandbox) -> Iterator[AwsResources]:
             "POWERTOOLS_METRICS_NAMESPACE": "keaplink",
         }
     )
-    from keaplink import actions_batch
-
-    for reset in (config.reset, credentials.reset, actions_batch.reset):
-        reset()
+    root.reset()
     yield resources
     restore_env(previous)
-    for reset in (config.reset, credentials.reset, actions_batch.reset):
-        reset()
+    root.reset()

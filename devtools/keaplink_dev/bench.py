@@ -83,30 +83,30 @@ def mixed_events(prefix: str, count: int) -> list[tuple[str, str, str]]:
 def counting_handler() -> tuple[Handler, list[int]]:
     """The actions handler with a Refresher over a TokenStore that counts ``load`` calls; returns the
     handler and the list of token reads of each batch it has handled."""
-    from keaplink.actions_batch import default_deps
-    from keaplink.config import get_settings
+    from keaplink import root
+    from keaplink.connection.refresh import Refresher
+    from keaplink.connection.token import Connection
     from keaplink.observability import metrics
-    from keaplink.refresh import Refresher
-    from keaplink.token_store import TokenStore
-    from keaplink.wiring import oauth_client
 
     lock = threading.Lock()
     loads = [0]
-
-    class CountingTokenStore(TokenStore):
-        def load(self):  # type: ignore[no-untyped-def]
-            with lock:
-                loads[0] += 1
-            return super().load()
 
     module = _support("handlers").load_handler("actions")
     per_batch: list[int] = []
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
-        refresher = Refresher(store=CountingTokenStore(get_settings().connection_id), oauth=oauth_client,
-                              metrics=metrics)
+        store = root.token_store()
+        load = store.load
+
+        def counting_load() -> Connection:
+            with lock:
+                loads[0] += 1
+            return load()
+
+        store.load = counting_load  # type: ignore[method-assign]
+        refresher = Refresher(store=store, oauth=root.oauth_client(), metrics=metrics)
         before = loads[0]
-        result: dict[str, Any] = module.lambda_handler(event, context, deps=default_deps(refresher, metrics))
+        result: dict[str, Any] = module.lambda_handler(event, context, deps=root.actions(metrics, refresher))
         per_batch.append(loads[0] - before)
         return result
 
@@ -236,10 +236,9 @@ class Bench:
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
         self.previous_env = aws_local.apply_env(self.env)
-        from keaplink import actions_batch, config, credentials
+        from keaplink import root
 
-        for reset in (config.reset, credentials.reset, actions_batch.reset):
-            reset()
+        root.reset()
         status = _support("flows").connect()
         self.say(f"connected to the sandbox Keap app ({status.get('status', status)})")
 
@@ -403,13 +402,12 @@ class Bench:
 
     # --- 3. naive baseline ----------------------------------------------------------------------------
     def naive(self) -> None:
-        from keaplink.config import get_settings
-        from keaplink.token_store import TokenStore
+        from keaplink import root
         from keaplink_dev.bench_naive import NaiveActions, run_list
 
         events = mixed_events("naive", self.s.naive_events)
         self.sandbox.control.clear_requests()
-        actions = NaiveActions(self.sandbox.api_url, TokenStore(get_settings().connection_id))
+        actions = NaiveActions(self.sandbox.api_url, root.token_store())
         elapsed = run_list([body for _, _, body in events], actions, timeout_s=self.s.timeout_s)
         log = self.rest_log()
         stats = actions.stats
@@ -558,7 +556,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         settings = Settings()
     _paths()
-    from keaplink.actions_batch import DEFAULT_MAX_RPS
+    from keaplink.config import DEFAULT_MAX_RPS
 
     settings.containers, settings.max_rps = args.containers, args.max_rps or DEFAULT_MAX_RPS
     for name in ("events", "latency_ms", "naive_events"):

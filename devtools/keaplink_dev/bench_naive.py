@@ -2,7 +2,7 @@
 
 One message at a time, the token read from the table for every message, the contact searched by e-mail
 and created when missing (no ``duplicate_option``), and the tag looked up by name on every press. Plain
-``requests`` and :class:`keaplink.token_store.TokenStore`; nothing of the product's batch path.
+``requests`` and :class:`keaplink.connection.store.TokenStore`; nothing of the product's batch path.
 
 This is part of the benchmark, not of the product.
 """
@@ -17,7 +17,7 @@ from urllib.parse import quote
 
 import requests
 
-from keaplink.token_store import TokenStore
+from keaplink.connection.store import TokenStore
 
 MAX_429_RETRIES = 8
 

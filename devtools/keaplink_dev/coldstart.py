@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
-HANDLERS = ("authorize", "callback", "refresh", "actions")
+HANDLERS = ("admin", "callback", "refresh", "actions")
 BOTO = ("boto3", "botocore", "s3transfer")
 # Everything the Lambda Python runtime already has, i.e. boto3 and its dependencies.
 RUNTIME_PROVIDED = (*BOTO, "jmespath", "dateutil", "python_dateutil", "six", "urllib3")

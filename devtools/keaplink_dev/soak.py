@@ -1,11 +1,11 @@
 """Refresh soak test: 90 simulated days of keaplink's real refresh path against the Keap sandbox and moto.
 
-Everything runs for real except time: keaplink's :class:`~keaplink.refresh.Refresher` (its store on a moto
+Everything runs for real except time: keaplink's :class:`~keaplink.connection.refresh.Refresher` (its store on a moto
 server over HTTP, KMS-encrypted tokens, credentials from Secrets Manager) refreshes against the Keap sandbox
 over HTTP. A simulated clock is shared by keaplink and the sandbox (both are ``time.time() + offset``; the
 simulation moves both offsets together). Per simulated hour:
 
-* the scheduler runs once (:func:`keaplink.refresh_job.run_scheduled`, what the hourly function does);
+* the scheduler runs once (:func:`keaplink.connection.schedule.run_scheduled`, what the hourly function does);
 * at random moments, bursts of up to ``concurrency`` on-demand refreshers run in real threads, each its own
   ``Refresher`` (an actions function that got a 401: ``ensure_fresh(force=True, seen_version=v)``; the admin's
   "refresh now": ``ensure_fresh(force=True)``); some bursts coincide with the scheduler;
@@ -61,8 +61,11 @@ from urllib.parse import parse_qs
 
 import requests
 
-from keaplink import config as keaplink_config
-from keaplink import credentials as keaplink_credentials
+from keaplink import root
+from keaplink.connection.oauth import OAuthClient
+from keaplink.connection.refresh import STEPS, Refresher, RefreshTimings
+from keaplink.connection.schedule import run_scheduled
+from keaplink.connection.token import Status, Token
 from keaplink.errors import (
     KeapClientConfigError,
     KeapError,
@@ -73,12 +76,7 @@ from keaplink.errors import (
     NotConnected,
     RefreshTokenDead,
 )
-from keaplink.keap_token import Status, Token
-from keaplink.oauth import OAuthClient
 from keaplink.observability import NullMetrics, logger
-from keaplink.refresh import STEPS, Refresher, RefreshPolicy
-from keaplink.refresh_job import run_scheduled
-from keaplink.token_store import TokenStore
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -136,8 +134,8 @@ class SoakConfig:
     real_sleep_cap_s: float = 0.05
     connection_id: str = "default"
 
-    def policy(self) -> RefreshPolicy:
-        return RefreshPolicy(
+    def timings(self) -> RefreshTimings:
+        return RefreshTimings(
             lease_ttl_s=self.lease_ttl_s,
             wait_for_other_s=self.wait_for_other_s,
             keap_attempts=self.keap_attempts,
@@ -324,16 +322,17 @@ class Tracker:
 class TracingOAuthClient(OAuthClient):
     """keaplink's own OAuth client; records each refresh (the URL carries ``?soak_call=N`` for the log)."""
 
-    def __init__(self, tracker: Tracker, call_id: int, token_url: str, credentials: Any, timeout: float) -> None:
-        sep = "&" if "?" in token_url else "?"
-        super().__init__(f"{token_url}{sep}soak_call={call_id}", credentials, timeout)
+    def __init__(self, tracker: Tracker, token_url: str, credentials: Any, timeout: float) -> None:
+        super().__init__(token_url, lambda: credentials, timeout)
         self._tracker = tracker
-        self._call_id = call_id
 
     def refresh(self, refresh_token: str, now: float) -> Token:
-        call = self._tracker.start_call(self._call_id, refresh_token)
+        call_id = self._tracker.next_call_id()
+        sep = "&" if "?" in self.token_url else "?"
+        traced = OAuthClient(f"{self.token_url}{sep}soak_call={call_id}", self._credentials, self.timeout)
+        call = self._tracker.start_call(call_id, refresh_token)
         try:
-            token = super().refresh(refresh_token, now)
+            token = traced.refresh(refresh_token, now)
         except Exception as exc:
             label = next((CALL_OUTCOMES[c] for c in type(exc).__mro__ if c in CALL_OUTCOMES), type(exc).__name__)
             self._tracker.finish_call(call, label)
@@ -441,12 +440,12 @@ class Soak:
             random.Random(cfg.seed * 7919 + 1), cfg.crash_rates, self.tracker, cfg.stall_rate, self.stall
         )
         self.faults = FaultInjector(self.sandbox_url, random.Random(cfg.seed * 104729 + 2), cfg)
-        settings = keaplink_config.get_settings()
+        settings = root.settings()
         self.token_url = settings.keap_token_url
         self.api_url = settings.keap_api_url
-        self.credentials = keaplink_credentials.client_credentials()
-        self.store = TokenStore(cfg.connection_id)
-        self.policy = cfg.policy()
+        self.credentials = root.client_credentials()
+        self.store = root.token_store(cfg.connection_id)
+        self.timings = cfg.timings()
         self.report = SoakReport(days=cfg.days, seed=cfg.seed, concurrency=cfg.concurrency)
         self.outcomes: dict[str, Counter[str]] = {role: Counter() for role in ROLES}
         self.errors: Counter[str] = Counter()
@@ -456,19 +455,15 @@ class Soak:
         self._lock = threading.Lock()
 
     # -- collaborators ----------------------------------------------------------------------------------
-    def oauth(self) -> OAuthClient:
-        call_id = self.tracker.next_call_id()
-        return TracingOAuthClient(self.tracker, call_id, self.token_url, self.credentials, self.cfg.http_timeout_s)
-
     def refresher(self) -> Refresher:
         return Refresher(
-            store=TokenStore(self.cfg.connection_id),
-            oauth=self.oauth,
+            store=root.token_store(self.cfg.connection_id),
+            oauth=TracingOAuthClient(self.tracker, self.token_url, self.credentials, self.cfg.http_timeout_s),
             clock=self.clock.now,
             sleep=self.clock.sleep,
             metrics=NullMetrics(),
             checkpoint=self.crashes.checkpoint,
-            policy=self.policy,
+            timings=self.timings,
         )
 
     def token_valid(self, access_token: str) -> bool:
@@ -792,8 +787,7 @@ def local_stack() -> Iterator[str]:
 
 
 def _reset_keaplink() -> None:
-    keaplink_config.reset()
-    keaplink_credentials.reset()
+    root.reset()
 
 
 def run_soak(

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from keaplink.actions_batch import ActionsDeps, default_deps, process_batch
+from keaplink import root
+from keaplink.actions.batch import ActionsDeps, process_batch
 from keaplink.observability import logger, metrics
-from keaplink.wiring import refresher
 
 if TYPE_CHECKING:  # typing only: keeps Powertools' typing module off the cold-start path
     from aws_lambda_powertools.utilities.typing import LambdaContext
@@ -15,4 +15,4 @@ if TYPE_CHECKING:  # typing only: keeps Powertools' typing module off the cold-s
 @logger.inject_lambda_context
 @metrics.log_metrics
 def lambda_handler(event: dict[str, Any], context: LambdaContext, deps: ActionsDeps | None = None) -> dict[str, Any]:
-    return process_batch(event, deps or default_deps(refresher(metrics), metrics), context)
+    return process_batch(event, deps or root.actions(metrics), context)

@@ -115,7 +115,7 @@ def test_events_from_the_cli_reach_keap(local_stack: LocalStack) -> None:
 
 
 INVOCATIONS = [
-    ("AuthorizeFunction", "events/admin-status-json.json", lambda p: p["statusCode"] == 200),
+    ("AdminFunction", "events/admin-status-json.json", lambda p: p["statusCode"] == 200),
     ("CallbackFunction", "events/callback-bad-state.json", lambda p: p["statusCode"] == 400),
     ("RefreshFunction", "events/refresh-force.json", lambda p: p["outcome"] in ("refreshed", "not_connected")),
     ("ActionsFunction", "events/actions-signup.json", lambda p: "batchItemFailures" in p),

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from keaplink.user_store import UserStore
+from keaplink import root
 from tests.support import flows
 from tests.support.handlers import load_handler
 from tests.support.lambda_local import mapping_state, register_actions_function
@@ -48,7 +48,7 @@ def test_signup_creates_one_contact_and_stores_its_id(connected, sandbox) -> Non
     [contact] = contacts(sandbox)
     assert contact["given_name"] == "Ada" and contact["family_name"] == "Lovelace"
     assert [e["email"] for e in contact["email_addresses"]] == ["ada@example.com"]
-    assert UserStore().get("u1").contact_id == contact["id"]
+    assert root.user_store().get("u1").contact_id == contact["id"]
     assert len(keap_api_calls(sandbox)) == 1
 
 
@@ -97,7 +97,7 @@ def test_same_message_three_times_one_contact_one_tag(connected, sandbox) -> Non
     drain(connected, handler)
     [contact] = contacts(sandbox)
     assert len(contact["tag_ids"]) == 1
-    assert UserStore().get("u1").tags == frozenset({"buttonpushed"})
+    assert root.user_store().get("u1").tags == frozenset({"buttonpushed"})
 
 
 def test_press_before_signup_waits_for_the_signup(connected, sandbox) -> None:
@@ -115,7 +115,7 @@ def test_press_before_signup_with_email_upserts_the_contact(connected, sandbox) 
     send(connected, press("u9", email="zoe@example.com"))
     drain(connected, handler)
     [contact] = contacts(sandbox)
-    assert len(contact["tag_ids"]) == 1 and UserStore().get("u9").contact_id == contact["id"]
+    assert len(contact["tag_ids"]) == 1 and root.user_store().get("u9").contact_id == contact["id"]
 
 
 def test_contact_tag_applies_any_named_tag(connected, sandbox) -> None:
@@ -156,6 +156,7 @@ def test_malformed_messages_go_to_the_dlq_with_a_reason(connected, sandbox, case
 def test_messages_wait_while_disconnected_and_flow_after_reconnect(aws, sandbox, monkeypatch) -> None:
     name = register_actions_function(aws)
     monkeypatch.setenv("ACTIONS_FUNCTION", name)
+    root.reset()  # settings are read once per container
     send(aws, signup("u1", "ada@example.com"), signup("u2", "bob@example.com"))
     delivered, failed = poll_once(aws, handler)
     assert delivered == 2 and len(failed) == 2
@@ -170,6 +171,7 @@ def test_messages_wait_while_disconnected_and_flow_after_reconnect(aws, sandbox,
 def test_dead_refresh_token_holds_messages(connected, sandbox, monkeypatch) -> None:
     name = register_actions_function(connected)
     monkeypatch.setenv("ACTIONS_FUNCTION", name)
+    root.reset()  # settings are read once per container
     sandbox.control("POST", "revoke")  # Keap revoked the grant: access and refresh tokens die
     send(connected, signup("u1", "ada@example.com"))
     _, failed = poll_once(connected, handler)

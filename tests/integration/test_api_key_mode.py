@@ -14,14 +14,13 @@ from tests.support.sqs_poller import drain, send
 
 @pytest.fixture
 def api_key_mode(aws, sandbox, monkeypatch):  # type: ignore[no-untyped-def]
-    from keaplink import config, credentials
+    from keaplink import root
 
     key = sandbox.control("POST", "keys", json={"kind": "sak"})["key"]
     aws.client("secretsmanager").put_secret_value(
         SecretId=aws.credentials_secret, SecretString=json.dumps({"api_key": key}))
     monkeypatch.setenv("KEAP_AUTH_MODE", "api_key")
-    config.reset()
-    credentials.reset()
+    root.reset()
     return key
 
 
@@ -40,5 +39,5 @@ def test_status_page_names_the_mode(api_key_mode) -> None:
     status = flows.status_json()
     assert status["auth_mode"] == "api_key" and status["status"] == "connected"
     assert status["expires_at"] is None and status["next_refresh_at"] is None
-    page = flows.call("authorize", "GET", "/")["body"]
+    page = flows.call("admin", "GET", "/")["body"]
     assert "API key (Service Account Key / PAT)" in page and "Connect Keap" not in page

@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from keaplink import cli
+from keaplink.client import cli
+from keaplink.client.publish import publish_button_pressed, publish_signup
 from keaplink.errors import InvalidMessage
-from keaplink.publish import publish_button_pressed, publish_signup
 from tests.support.handlers import load_handler
 from tests.support.sqs_poller import dlq_messages, drain, poll_once, send
 

@@ -7,13 +7,13 @@ from datetime import datetime
 
 import pytest
 
-from keaplink.token_store import StateStore, TokenStore
+from keaplink import root
 from tests.support import flows
 from tests.support.apigw import basic
 
 
 def stored() -> tuple[int, str | None]:
-    conn = TokenStore("default").load()
+    conn = root.token_store().load()
     return conn.version, conn.token.access_token if conn.token else None
 
 
@@ -33,7 +33,7 @@ def test_connect_happy_path(aws, sandbox) -> None:
     nxt = datetime.fromisoformat(status["next_refresh_at"].replace("Z", "+00:00")).timestamp()
     assert abs(nxt - (time.time() + 21 * 3600)) < 60
     assert "access_token" not in str(status) and "refresh_token" not in str(status)
-    page = flows.call("authorize", "GET", "/", {"message": "Keap connected."})
+    page = flows.call("admin", "GET", "/", {"message": "Keap connected."})
     assert page["statusCode"] == 200 and "Connected" in page["body"] and "sb123.infusionsoft.com" in page["body"]
     assert "Reconnect" in page["body"] and "Keap connected." in page["body"]
 
@@ -42,7 +42,7 @@ def test_status_before_connecting(aws) -> None:
     status = flows.status_json()
     assert status["status"] == "not_connected"
     assert status["callback_url"] == "https://abc123.execute-api.us-east-1.amazonaws.com/prod/callback"
-    page = flows.call("authorize", "GET", "/")
+    page = flows.call("admin", "GET", "/")
     assert "Connect Keap" in page["body"] and status["callback_url"] in page["body"]
 
 
@@ -53,7 +53,7 @@ def test_admin_routes_need_the_password(aws, path: str, auth: str | None) -> Non
     from tests.support.apigw import FakeContext, rest_event
     from tests.support.handlers import load_handler
 
-    response = load_handler("authorize").lambda_handler(rest_event("GET", path, headers=headers), FakeContext())
+    response = load_handler("admin").lambda_handler(rest_event("GET", path, headers=headers), FakeContext())
     assert response["statusCode"] == 401
     assert response["body"] == "Unauthorized"
     assert flows.header(response, "WWW-Authenticate", ).startswith("Basic ")
@@ -125,7 +125,7 @@ def test_missing_cookie(connected, sandbox) -> None:
 
 
 def test_expired_state(connected, sandbox) -> None:
-    state = StateStore().issue("admin", time.time() - 601)
+    state = root.state_store().issue("admin", time.time() - 601)
     sandbox.control("DELETE", "requests")
     params = {"code": "whatever", "state": state}
     assert_page(flows.callback(params, f"keaplink_oauth_state={state}"), 400, "expired")
@@ -168,13 +168,11 @@ def test_token_endpoint_down(connected, sandbox) -> None:
 def test_wrong_client_secret(connected, sandbox, aws) -> None:
     import json
 
-    from keaplink import credentials
-
     aws.client("secretsmanager").put_secret_value(
         SecretId=aws.credentials_secret,
         SecretString=json.dumps({"client_id": "sandbox-client-id", "client_secret": "wrong"}),
     )
-    credentials.reset()
+    root.reset()
     location, cookie = flows.start_connect()
     assert_page(flows.callback(flows.consent(location), cookie), 500, "client id or secret")
     assert stored() == connected
@@ -188,9 +186,7 @@ def test_reconnect_replaces_the_token(connected, sandbox) -> None:
 
 
 def test_error_page_links_back_under_the_configured_public_url(connected, sandbox, monkeypatch) -> None:
-    from keaplink import config
-
     monkeypatch.setenv("PUBLIC_BASE_URL", "http://127.0.0.1:4566/_aws/execute-api/abc/local")
-    config.reset()
+    root.reset()
     response = flows.callback({"code": "x", "state": "forged"}, "keaplink_oauth_state=forged")
     assert_page(response, 400, "href='/_aws/execute-api/abc/local/'")

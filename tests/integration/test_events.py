@@ -12,12 +12,12 @@ from tests.support.handlers import load_handler
 from tests.support.sqs_poller import dlq_messages
 
 API_EVENTS = {
-    "admin-status.json": ("authorize", 200, "Keap connection"),
-    "admin-status-json.json": ("authorize", 200, '"status"'),
-    "admin-connect.json": ("authorize", 302, ""),
-    "admin-refresh.json": ("authorize", 303, ""),
-    "admin-unauthenticated.json": ("authorize", 401, "Unauthorized"),
-    "admin-wrong-password.json": ("authorize", 401, "Unauthorized"),
+    "admin-status.json": ("admin", 200, "Keap connection"),
+    "admin-status-json.json": ("admin", 200, '"status"'),
+    "admin-connect.json": ("admin", 302, ""),
+    "admin-refresh.json": ("admin", 303, ""),
+    "admin-unauthenticated.json": ("admin", 401, "Unauthorized"),
+    "admin-wrong-password.json": ("admin", 401, "Unauthorized"),
     "callback-denied.json": ("callback", 403, "Keap access was denied"),
     "callback-bad-state.json": ("callback", 400, "This connection link is not valid"),
     "callback-success.json": ("callback", 400, "not valid"),  # its placeholder state is not a live one

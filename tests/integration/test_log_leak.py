@@ -5,8 +5,8 @@ from __future__ import annotations
 import json
 import logging
 
-from keaplink.keap_token import Token
-from keaplink.token_store import TokenStore
+from keaplink import root
+from keaplink.connection.token import Token
 from tests.conftest import SANDBOX_CLIENT
 from tests.support import flows
 from tests.support.apigw import FakeContext
@@ -30,18 +30,18 @@ def test_no_secret_reaches_the_logs(aws, sandbox, capsys, caplog) -> None:
     params = flows.consent(location)
     secrets.add(params["code"])
     assert flows.callback(params, cookie)["statusCode"] == 303
-    remember(TokenStore("default").load().token)
+    remember(root.token_store().load().token)
 
-    assert flows.call("authorize", "POST", "/refresh")["statusCode"] == 303  # refresh now
-    remember(TokenStore("default").load().token)
+    assert flows.call("admin", "POST", "/refresh")["statusCode"] == 303  # refresh now
+    remember(root.token_store().load().token)
     assert load_handler("refresh").lambda_handler({"force": True}, FakeContext())["outcome"] == "refreshed"
-    remember(TokenStore("default").load().token)
+    remember(root.token_store().load().token)
 
     sandbox.advance(86400 + 60)  # Keap answers 401 → the actions refresh on their own
     send(aws, json.dumps({"type": "user.signed_up", "user_id": "u1", "email": "ada@example.com"}),
          json.dumps({"type": "button.pressed", "user_id": "u1"}), "{broken")
     drain(aws, load_handler("actions").lambda_handler)
-    remember(TokenStore("default").load().token)
+    remember(root.token_store().load().token)
 
     captured = capsys.readouterr()
     text = captured.out + captured.err + "\n".join(

@@ -6,11 +6,10 @@ import json
 import threading
 import time
 
-from keaplink.keap_token import Status
+from keaplink import root
+from keaplink.connection.refresh import Outcome, Refresher
+from keaplink.connection.token import Status
 from keaplink.observability import metrics
-from keaplink.refresh import Outcome, Refresher
-from keaplink.token_store import TokenStore
-from keaplink.wiring import oauth_client
 from tests.support import flows
 from tests.support.apigw import FakeContext, load_event
 from tests.support.handlers import load_handler
@@ -24,7 +23,8 @@ def refreshes_at_keap(sandbox) -> list[dict]:  # type: ignore[no-untyped-def]
 
 def scheduled(offset_s: float, capsys=None) -> dict:  # type: ignore[no-untyped-def]
     """Run the scheduled function with keaplink's clock moved ``offset_s`` ahead."""
-    refresher = Refresher(TokenStore("default"), oauth_client, clock=lambda: time.time() + offset_s, metrics=metrics)
+    refresher = Refresher(root.token_store(), root.oauth_client(), clock=lambda: time.time() + offset_s,
+                          metrics=metrics)
     handler = load_handler("refresh").lambda_handler
     result: dict = handler(load_event("refresh.json"), FakeContext(), refresher=refresher)
     return result
@@ -36,7 +36,7 @@ def test_concurrent_refreshers_make_one_keap_call(aws, sandbox) -> None:
     results = []
 
     def run() -> None:
-        refresher = Refresher(TokenStore("default"), oauth_client)
+        refresher = Refresher(root.token_store(), root.oauth_client())
         barrier.wait()
         results.append(refresher.ensure_fresh(force=True, seen_version=1))
 
@@ -69,13 +69,13 @@ def test_scheduled_check_refreshes_at_21h_not_at_20h(aws, sandbox) -> None:
 
 def test_dead_refresh_token_needs_reauth_and_alarm_metric(aws, sandbox, capsys) -> None:
     flows.connect()
-    stolen = TokenStore("default").load().token
+    stolen = root.token_store().load().token
     assert stolen
-    oauth_client().refresh(stolen.refresh_token, time.time())  # someone else burns the refresh token
+    root.oauth_client().refresh(stolen.refresh_token, time.time())  # someone else burns the refresh token
     capsys.readouterr()
     result = scheduled(22 * HOUR, capsys)
     assert result["outcome"] == "needs_reauth"
-    conn = TokenStore("default").load()
+    conn = root.token_store().load()
     assert conn.status is Status.NEEDS_REAUTH and "Invalid refresh token" in (conn.last_error or "")
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     assert any(m.get("ConnectionDead") == [1.0] or m.get("ConnectionDead") == 1.0 for m in emf), emf
@@ -88,7 +88,7 @@ def test_dead_refresh_token_needs_reauth_and_alarm_metric(aws, sandbox, capsys) 
 def test_keap_down_keeps_the_connection_and_shows_the_error(aws, sandbox) -> None:
     flows.connect()
     sandbox.fault(path_prefix="/token", status=503, count=10)
-    refresher = Refresher(TokenStore("default"), oauth_client, sleep=lambda s: None)
+    refresher = Refresher(root.token_store(), root.oauth_client(), sleep=lambda s: None)
     result = load_handler("refresh").lambda_handler({"force": True}, FakeContext(), refresher=refresher)
     assert result["outcome"] == "failed"
     status = flows.status_json()
@@ -100,7 +100,7 @@ def test_keap_down_keeps_the_connection_and_shows_the_error(aws, sandbox) -> Non
 
 def test_refresh_now_button(aws, sandbox) -> None:
     before = flows.connect()
-    response = flows.call("authorize", "POST", "/refresh")
+    response = flows.call("admin", "POST", "/refresh")
     assert response["statusCode"] == 303
     assert "Token%20refreshed" in flows.header(response, "Location")
     after = flows.status_json()
@@ -109,7 +109,7 @@ def test_refresh_now_button(aws, sandbox) -> None:
 
 
 def test_refresh_now_when_disconnected(aws, sandbox) -> None:
-    response = flows.call("authorize", "POST", "/refresh")
+    response = flows.call("admin", "POST", "/refresh")
     assert response["statusCode"] == 409 and "Keap is not connected" in response["body"]
 
 
@@ -119,9 +119,9 @@ def test_scheduled_check_before_connecting(aws, sandbox) -> None:
 
 def test_refresh_now_refuses_a_cross_site_post(aws, sandbox) -> None:
     flows.connect()
-    response = flows.call("authorize", "POST", "/refresh",
+    response = flows.call("admin", "POST", "/refresh",
                           headers={"Sec-Fetch-Site": "cross-site", "Origin": "https://evil.example"})
     assert response["statusCode"] == 403
     assert refreshes_at_keap(sandbox) == []
-    same = flows.call("authorize", "POST", "/refresh", headers={"Sec-Fetch-Site": "same-origin"})
+    same = flows.call("admin", "POST", "/refresh", headers={"Sec-Fetch-Site": "same-origin"})
     assert same["statusCode"] == 303

@@ -33,7 +33,7 @@ def header(response: dict[str, Any], name: str) -> str | None:
 
 def start_connect() -> tuple[str, str]:
     """GET /connect → (Keap authorize URL, state cookie)."""
-    response = call("authorize", "GET", "/connect")
+    response = call("admin", "GET", "/connect")
     assert response["statusCode"] == 302, response
     location, cookie = header(response, "Location"), header(response, "Set-Cookie")
     assert location and cookie
@@ -66,7 +66,7 @@ def connect() -> dict[str, Any]:
 
 
 def status_json() -> dict[str, Any]:
-    response = call("authorize", "GET", "/status.json")
+    response = call("admin", "GET", "/status.json")
     assert response["statusCode"] == 200, response
     result: dict[str, Any] = json.loads(response["body"])
     return result

@@ -5,12 +5,12 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
+from keaplink.connection.token import Connection, Status, Token
 from keaplink.errors import TokenConflict
-from keaplink.keap_token import Connection, Status, Token
 
 
 class FakeTokenStore:
-    """Same contract as keaplink.token_store.TokenStore (conditional writes on version), in memory."""
+    """Same contract as keaplink.connection.store.TokenStore (conditional writes on version), in memory."""
 
     def __init__(self, connection: Connection) -> None:
         self.conn = connection

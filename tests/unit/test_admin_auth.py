@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import base64
 
-from keaplink.admin_auth import authenticate, parse_basic
+from keaplink.admin.auth import authenticate, parse_basic
 
 
 def basic(user: str, password: str) -> str:
@@ -31,7 +31,7 @@ def test_parse_basic_needs_a_colon() -> None:
 
 
 def test_cross_site_posts_are_refused() -> None:
-    from keaplink.admin_auth import is_cross_site
+    from keaplink.admin.auth import is_cross_site
 
     own = "https://abc.execute-api.us-east-1.amazonaws.com"
     assert is_cross_site("POST", "cross-site", None, own)

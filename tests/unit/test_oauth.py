@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 import requests
 
+from keaplink.connection.oauth import OAuthClient, authorize_url
 from keaplink.errors import (
     CodeExchangeFailed,
     KeapClientConfigError,
@@ -16,7 +17,6 @@ from keaplink.errors import (
     KeapUnavailable,
     RefreshTokenDead,
 )
-from keaplink.oauth import OAuthClient, authorize_url
 
 
 def response(status: int, body: object, headers: dict[str, str] | None = None) -> requests.Response:
@@ -41,17 +41,17 @@ def response(status: int, body: object, headers: dict[str, str] | None = None) -
 )
 def test_refresh_errors_are_typed(status: int, body: object, error: type[Exception]) -> None:
     with pytest.raises(error):
-        OAuthClient._token(response(status, body), 0.0, dead=RefreshTokenDead)
+        OAuthClient._token(response(status, body), 0.0, "token refresh", dead=RefreshTokenDead)
 
 
 def test_dead_code_is_a_failed_exchange_not_a_dead_refresh_token() -> None:
     with pytest.raises(CodeExchangeFailed):
-        OAuthClient._token(response(400, {"error": "invalid_grant"}), 0.0, dead=CodeExchangeFailed)
+        OAuthClient._token(response(400, {"error": "invalid_grant"}), 0.0, "token refresh", dead=CodeExchangeFailed)
 
 
 def test_retry_after_is_kept() -> None:
     with pytest.raises(KeapRateLimited) as info:
-        OAuthClient._token(response(429, {}, {"Retry-After": "7"}), 0.0, dead=RefreshTokenDead)
+        OAuthClient._token(response(429, {}, {"Retry-After": "7"}), 0.0, "token refresh", dead=RefreshTokenDead)
     assert info.value.retry_after == 7.0
 
 

@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from itertools import pairwise
 
-from keaplink.rate_limit import RateLimiter
+from keaplink.keap.rate_limit import RateLimiter
 
 
 class FakeClock:

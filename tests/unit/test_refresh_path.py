@@ -6,10 +6,10 @@ import threading
 
 import pytest
 
+from keaplink.connection.decision import RefreshReason
+from keaplink.connection.refresh import STEPS, Outcome, Refresher, RefreshTimings
+from keaplink.connection.token import Connection, Status, Token
 from keaplink.errors import KeapClientConfigError, KeapUnavailable, LeaseBusy, NeedsReauth, NotConnected
-from keaplink.keap_token import Connection, Status, Token
-from keaplink.refresh import STEPS, Outcome, Refresher, RefreshPolicy
-from keaplink.refresh_policy import RefreshReason
 from tests.unit.fakes import FakeOAuth, FakeTokenStore, RecordingMetrics
 
 NOW = 1_800_000_000.0
@@ -22,8 +22,8 @@ def connected(age_h: float = 0.0, version: int = 1) -> Connection:
 
 
 def refresher(store: FakeTokenStore, oauth: FakeOAuth, **kwargs: object) -> Refresher:
-    kwargs.setdefault("policy", RefreshPolicy(wait_for_other_s=2.0, backoff_base_s=0.0))
-    return Refresher(store=store, oauth=lambda: oauth, clock=lambda: NOW, sleep=lambda s: None, **kwargs)  # type: ignore[arg-type]
+    kwargs.setdefault("timings", RefreshTimings(wait_for_other_s=2.0, backoff_base_s=0.0))
+    return Refresher(store=store, oauth=oauth, clock=lambda: NOW, sleep=lambda s: None, **kwargs)  # type: ignore[arg-type]
 
 
 def test_fresh_token_is_left_alone() -> None:
@@ -70,7 +70,7 @@ def test_waiter_uses_the_token_the_lease_holder_saved() -> None:
         if calls["n"] == 2:
             store.store_refreshed(Token("at-x", "rt-x", 86400, NOW + 86400, NOW), 1, NOW)
 
-    r = Refresher(store=store, oauth=lambda: oauth, clock=lambda: NOW, sleep=sleep)  # type: ignore[arg-type]
+    r = Refresher(store=store, oauth=oauth, clock=lambda: NOW, sleep=sleep)  # type: ignore[arg-type]
     result = r.ensure_fresh()
     assert result.outcome is Outcome.REFRESHED_BY_OTHER and oauth.calls == 0
     assert result.connection.token and result.connection.token.access_token == "at-x"
@@ -80,8 +80,8 @@ def test_lease_never_released_gives_lease_busy() -> None:
     store, oauth = FakeTokenStore(connected(age_h=22)), FakeOAuth("rt-0")
     store.acquire_lease("other", NOW, 600)
     clock = iter(NOW + i for i in range(1000))
-    r = Refresher(store=store, oauth=lambda: oauth, clock=lambda: next(clock), sleep=lambda s: None,  # type: ignore[arg-type]
-                  policy=RefreshPolicy(wait_for_other_s=5))
+    r = Refresher(store=store, oauth=oauth, clock=lambda: next(clock), sleep=lambda s: None,  # type: ignore[arg-type]
+                  timings=RefreshTimings(wait_for_other_s=5))
     with pytest.raises(LeaseBusy):
         r.ensure_fresh()
     assert oauth.calls == 0
@@ -140,7 +140,7 @@ def test_concurrent_callers_refresh_once() -> None:
     results = []
 
     def run() -> None:
-        r = Refresher(store=store, oauth=lambda: oauth, clock=lambda: NOW)  # type: ignore[arg-type]
+        r = Refresher(store=store, oauth=oauth, clock=lambda: NOW)  # type: ignore[arg-type]
         results.append(r.ensure_fresh())
 
     threads = [threading.Thread(target=run) for _ in range(8)]

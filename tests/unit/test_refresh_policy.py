@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
-from keaplink.keap_token import Connection, Status, Token
-from keaplink.refresh_policy import RefreshReason, next_refresh_at, refresh_margin, should_refresh
+from keaplink.connection.decision import RefreshReason, next_refresh_at, refresh_margin, should_refresh
+from keaplink.connection.token import Connection, Status, Token
 
 NOW = 1_800_000_000.0
 

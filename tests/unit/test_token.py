@@ -2,8 +2,8 @@ from __future__ import annotations
 
 import pytest
 
+from keaplink.connection.token import Token
 from keaplink.errors import KeapUnavailable
-from keaplink.keap_token import Token
 
 BODY = {"access_token": "AT", "refresh_token": "RT", "expires_in": 86400, "token_type": "bearer",
         "scope": "full|ab123.infusionsoft.com"}

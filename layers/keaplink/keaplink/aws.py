@@ -1,38 +1,47 @@
-"""Small cached factories for AWS clients, so tests can point them at a local endpoint."""
+"""How keaplink talks to AWS: botocore clients and pynamodb models bound to the configured endpoint.
+
+These build; the composition root (:mod:`keaplink.root`) caches what they build, once per container.
+"""
 
 from __future__ import annotations
 
-import threading
-from typing import Any
+from typing import Any, TypeVar
 
-from keaplink.config import get_settings
+from keaplink.config import Settings
 
-_clients: dict[str, Any] = {}
-_lock = threading.Lock()  # botocore's session is not safe for concurrent client creation
+M = TypeVar("M", bound=type)
 
 
-def client(service: str) -> Any:
-    """A botocore client for ``service`` honouring ``AWS_ENDPOINT_URL`` (one per container).
+def make_client(service: str, settings: Settings) -> Any:
+    """A botocore client for ``service`` honouring ``AWS_ENDPOINT_URL``.
 
     botocore directly, not boto3: the clients are the same, and boto3's import (s3transfer and all) would
     add ~130 ms to every cold start for nothing. Imported on first use for the same reason.
     """
-    found = _clients.get(service)
-    if found is not None:
-        return found
-    with _lock:
-        if service not in _clients:
-            import botocore.session
-            from botocore.config import Config
+    import botocore.session
+    from botocore.config import Config
 
-            settings = get_settings()
-            config = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 4})
-            _clients[service] = botocore.session.get_session().create_client(
-                service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url, config=config
-            )
-        return _clients[service]
+    config = Config(connect_timeout=3, read_timeout=10, retries={"mode": "standard", "max_attempts": 4})
+    return botocore.session.get_session().create_client(
+        service, region_name=settings.region, endpoint_url=settings.aws_endpoint_url, config=config
+    )
 
 
-def reset() -> None:
-    with _lock:
-        _clients.clear()
+def bind_table(model: M, table_name: str, settings: Settings) -> M:
+    """A subclass of the pynamodb ``model`` bound to a table name, region and endpoint.
+
+    pynamodb reads ``Meta`` when the class is created, so binding at run time means a new subclass.
+    """
+    meta = type(
+        "Meta",
+        (),
+        {
+            "table_name": table_name,
+            "region": settings.region,
+            "host": settings.aws_endpoint_url,
+            "connect_timeout_seconds": 3,
+            "read_timeout_seconds": 5,
+            "max_retry_attempts": 5,
+        },
+    )
+    return type(model.__name__, (model,), {"Meta": meta, "__module__": model.__module__})  # type: ignore[return-value]

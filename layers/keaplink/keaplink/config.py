@@ -1,7 +1,9 @@
-"""Configuration, read from the environment lazily (never at import time).
+"""Configuration: the one reader of the environment in keaplink.
 
-Every value the template sets is read here and nowhere else, so tests can point the code elsewhere by
-setting variables and calling :func:`reset`.
+Every variable the template sets (and the few the publisher and CLI use on an application's machine) is
+read here, validated, and returned as a frozen value. Nothing reads it at import time: :func:`get_settings`
+reads on first use and caches; the composition root's ``reset()`` forgets the cache, so tests point the
+code elsewhere by setting variables.
 """
 
 from __future__ import annotations
@@ -10,26 +12,57 @@ import os
 from dataclasses import dataclass
 from functools import lru_cache
 
+from keaplink.errors import ConfigError
+
 DEFAULT_AUTHORIZE_URL = "https://accounts.infusionsoft.com/app/oauth/authorize"
 DEFAULT_TOKEN_URL = "https://api.infusionsoft.com/token"
 DEFAULT_API_URL = "https://api.infusionsoft.com/crm/rest"
+AUTH_MODES = ("oauth", "api_key")
+
+# Two containers at most (the event source's MaximumConcurrency) x 11.5 requests/s with a burst of one never
+# exceed Keap's 25/s spike limit in any second (2 x 12.5) and stay under 1,500/minute (1,380).
+DEFAULT_MAX_RPS = 11.5
+DEFAULT_ACTIONS_CONCURRENCY = 8
 
 
-class ConfigError(RuntimeError):
-    """A required setting is missing or invalid."""
+def _text(name: str, default: str = "") -> str:
+    return os.environ.get(name, "").strip() or default
 
 
-def _env(name: str, default: str | None = None) -> str:
-    value = os.environ.get(name, "").strip()
-    if value:
-        return value
-    if default is None:
-        raise ConfigError(f"environment variable {name} is not set")
-    return default
+def _url(name: str, default: str) -> str:
+    value = _text(name, default).rstrip("/")
+    if not value.startswith(("https://", "http://")):
+        raise ConfigError(f"{name} must be an http(s) URL, not {value!r}")
+    return value
+
+
+def _number(name: str, default: float, low: float, high: float) -> float:
+    raw = _text(name)
+    try:
+        value = float(raw) if raw else default
+    except ValueError:
+        raise ConfigError(f"{name} must be a number, not {raw!r}") from None
+    if not low <= value <= high:
+        raise ConfigError(f"{name} must be between {low:g} and {high:g}, not {value:g}")
+    return value
+
+
+# Settings field → the variable it comes from, for "is not set" messages.
+REQUIRED = {
+    "connection_table": "CONNECTION_TABLE",
+    "data_table": "DATA_TABLE",
+    "credentials_secret_id": "KEAP_CREDENTIALS_SECRET",
+    "admin_secret_id": "ADMIN_SECRET",
+    "token_kms_key_id": "TOKEN_KMS_KEY_ID",
+    "dlq_url": "DLQ_URL",
+}
 
 
 @dataclass(frozen=True)
 class Settings:
+    """What a function's environment says. Names of resources are empty when the template did not give the
+    function that resource; :meth:`need` turns that into a clear error on the code path that needs it."""
+
     keap_authorize_url: str
     keap_token_url: str
     keap_api_url: str
@@ -40,55 +73,77 @@ class Settings:
     credentials_secret_id: str
     admin_secret_id: str
     token_kms_key_id: str
+    dlq_url: str
     auth_mode: str
     connection_id: str
     button_tag: str
     public_base_url: str | None
     http_timeout_s: float
+    keap_max_rps: float
+    actions_concurrency: int
+    actions_function: str | None  # whose SQS event source is held while Keap is disconnected
 
     @property
     def is_api_key_mode(self) -> bool:
         return self.auth_mode == "api_key"
 
+    def need(self, field: str) -> str:
+        value = str(getattr(self, field) or "")
+        if not value:
+            raise ConfigError(f"environment variable {REQUIRED.get(field, field.upper())} is not set")
+        return value
+
 
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
-    auth_mode = _env("KEAP_AUTH_MODE", "oauth")
-    if auth_mode not in ("oauth", "api_key"):
+    auth_mode = _text("KEAP_AUTH_MODE", "oauth")
+    if auth_mode not in AUTH_MODES:
         raise ConfigError(f"KEAP_AUTH_MODE must be 'oauth' or 'api_key', not {auth_mode!r}")
     return Settings(
-        keap_authorize_url=_env("KEAP_AUTHORIZE_URL", DEFAULT_AUTHORIZE_URL),
-        keap_token_url=_env("KEAP_TOKEN_URL", DEFAULT_TOKEN_URL),
-        keap_api_url=_env("KEAP_API_URL", DEFAULT_API_URL).rstrip("/"),
-        aws_endpoint_url=os.environ.get("AWS_ENDPOINT_URL") or None,
-        region=_env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1")),
-        connection_table=_env("CONNECTION_TABLE", ""),
-        data_table=_env("DATA_TABLE", ""),
-        credentials_secret_id=_env("KEAP_CREDENTIALS_SECRET", ""),
-        admin_secret_id=_env("ADMIN_SECRET", ""),
-        token_kms_key_id=_env("TOKEN_KMS_KEY_ID", ""),
+        keap_authorize_url=_url("KEAP_AUTHORIZE_URL", DEFAULT_AUTHORIZE_URL),
+        keap_token_url=_url("KEAP_TOKEN_URL", DEFAULT_TOKEN_URL),
+        keap_api_url=_url("KEAP_API_URL", DEFAULT_API_URL),
+        aws_endpoint_url=_text("AWS_ENDPOINT_URL") or None,
+        region=_text("AWS_REGION", _text("AWS_DEFAULT_REGION", "us-east-1")),
+        connection_table=_text("CONNECTION_TABLE"),
+        data_table=_text("DATA_TABLE"),
+        credentials_secret_id=_text("KEAP_CREDENTIALS_SECRET"),
+        admin_secret_id=_text("ADMIN_SECRET"),
+        token_kms_key_id=_text("TOKEN_KMS_KEY_ID"),
+        dlq_url=_text("DLQ_URL"),
         auth_mode=auth_mode,
-        connection_id=_env("CONNECTION_ID", "default"),
-        button_tag=_env("BUTTON_TAG", "buttonpushed"),
-        public_base_url=os.environ.get("PUBLIC_BASE_URL") or None,
-        http_timeout_s=float(_env("KEAP_HTTP_TIMEOUT", "10")),
+        connection_id=_text("CONNECTION_ID", "default"),
+        button_tag=_text("BUTTON_TAG", "buttonpushed"),
+        public_base_url=_text("PUBLIC_BASE_URL").rstrip("/") or None,
+        http_timeout_s=_number("KEAP_HTTP_TIMEOUT", 10.0, 0.5, 60.0),
+        keap_max_rps=_number("KEAP_MAX_RPS", DEFAULT_MAX_RPS, 0.1, 25.0),
+        actions_concurrency=int(_number("ACTIONS_CONCURRENCY", DEFAULT_ACTIONS_CONCURRENCY, 1, 64)),
+        # The admin functions are told the actions function's name; the actions function knows its own.
+        actions_function=_text("ACTIONS_FUNCTION") or _text("AWS_LAMBDA_FUNCTION_NAME") or None,
     )
 
 
-def require(value: str, name: str) -> str:
-    """Return a setting that a code path needs, with a clear error when the template did not set it."""
-    if not value:
-        raise ConfigError(f"environment variable {name} is not set")
-    return value
+@dataclass(frozen=True)
+class ClientSettings:
+    """The publisher's and the CLI's environment, on the application's side (not in a Lambda)."""
+
+    queue_url: str | None
+    dlq_url: str | None
+    admin_url: str | None
+    admin_password: str | None
+    state_dir: str
+    aws_endpoint_url: str | None
+    region: str | None
 
 
-def reset() -> None:
-    """Forget cached settings and every client built from them (tests, and the local runner)."""
-    import sys
-
-    from keaplink import aws  # local import: aws imports this module
-
-    get_settings.cache_clear()
-    aws.reset()
-    if "keaplink.models" in sys.modules:  # only once pynamodb was loaded
-        sys.modules["keaplink.models"].reset()
+def client_settings() -> ClientSettings:
+    """Read on every call: the CLI is short-lived and an application may change these between calls."""
+    return ClientSettings(
+        queue_url=_text("KEAPLINK_QUEUE_URL") or None,
+        dlq_url=_text("KEAPLINK_DLQ_URL") or None,
+        admin_url=_text("KEAPLINK_ADMIN_URL") or None,
+        admin_password=_text("KEAPLINK_ADMIN_PASSWORD") or None,
+        state_dir=_text("KEAPLINK_STATE_DIR", ".keaplink"),
+        aws_endpoint_url=_text("AWS_ENDPOINT_URL") or None,
+        region=_text("AWS_REGION") or _text("AWS_DEFAULT_REGION") or None,
+    )

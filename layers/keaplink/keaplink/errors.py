@@ -7,6 +7,10 @@ class KeaplinkError(Exception):
     """Base class of every error keaplink raises on purpose."""
 
 
+class ConfigError(KeaplinkError):
+    """A setting is missing or invalid: the template (or the environment of a local run) must change."""
+
+
 # --- Keap HTTP API -------------------------------------------------------------------------------
 class KeapError(KeaplinkError):
     """Keap answered with an error (``status`` is the HTTP status, 0 when there was no answer)."""

@@ -1,0 +1,21 @@
+"""The data table's item (pynamodb): per-user progress and the tag-name → id cache. Bound to a table name
+and endpoint by the composition root."""
+
+from __future__ import annotations
+
+from pynamodb.attributes import NumberAttribute, UnicodeAttribute, UnicodeSetAttribute
+from pynamodb.models import Model
+
+
+class DataItem(Model):
+    """``pk = USER#<user_id>``: the user's contact id and tags applied. ``pk = TAG#<name>``: a tag id."""
+
+    class Meta:
+        table_name = "unbound"
+
+    pk = UnicodeAttribute(hash_key=True)
+    contact_id = UnicodeAttribute(null=True)
+    email = UnicodeAttribute(null=True)
+    tags = UnicodeSetAttribute(null=True)
+    tag_id = UnicodeAttribute(null=True)
+    updated_at = NumberAttribute(null=True)

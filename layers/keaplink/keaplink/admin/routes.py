@@ -1,0 +1,110 @@
+"""What the admin routes do: the status view, starting a connection, completing the OAuth callback."""
+
+from __future__ import annotations
+
+import hmac
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+from keaplink.admin.request import STATE_COOKIE
+from keaplink.connection.decision import next_refresh_at
+from keaplink.connection.oauth import authorize_url
+from keaplink.connection.states import STATE_LIFETIME_S
+from keaplink.errors import CodeExchangeFailed, OAuthDenied, OAuthStateInvalid
+from keaplink.observability import logger
+
+if TYPE_CHECKING:
+    from keaplink.connection.oauth import OAuthClient
+    from keaplink.connection.states import StateStore
+    from keaplink.connection.store import TokenStore
+    from keaplink.connection.token import Connection
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def status_view(conn: Connection, auth_mode: str, callback_url: str) -> dict[str, Any]:
+    """The connection's status for humans and scripts. Never contains a token."""
+    token = conn.token
+    oauth = auth_mode == "oauth"
+    return {
+        "status": conn.status.value if oauth else "connected",
+        "auth_mode": auth_mode,
+        "tenant": token.tenant if token else None,
+        "expires_at": iso(token.expires_at) if token and oauth else None,
+        "refreshed_at": iso(conn.refreshed_at),
+        "next_refresh_at": iso(next_refresh_at(conn)) if oauth else None,
+        "connected_at": iso(conn.connected_at),
+        "refresh_count": conn.refresh_count,
+        "refresh_failures": conn.refresh_failures,
+        "last_error": conn.last_error,
+        "last_error_at": iso(conn.last_error_at),
+        "callback_url": callback_url,
+    }
+
+
+@dataclass(frozen=True)
+class ConnectStart:
+    location: str
+    cookie: str
+
+
+def start_connect(
+    states: StateStore,
+    admin: str,
+    client_id: str,
+    keap_authorize_url: str,
+    callback_url: str,
+    now: float,
+    secure_cookie: bool,
+) -> ConnectStart:
+    state = states.issue(admin, now)
+    cookie = (
+        f"{STATE_COOKIE}={state}; Max-Age={STATE_LIFETIME_S}; Path=/; HttpOnly; SameSite=Lax"
+        + ("; Secure" if secure_cookie else "")
+    )
+    return ConnectStart(location=authorize_url(keap_authorize_url, client_id, callback_url, state), cookie=cookie)
+
+
+def complete_connect(
+    params: Mapping[str, str],
+    admin: str,
+    browser_state: str | None,
+    states: StateStore,
+    store: TokenStore,
+    oauth: OAuthClient,
+    callback_url: str,
+    clock: Callable[[], float] = time.time,
+    resume_queue: Callable[[], None] | None = None,
+) -> Connection:
+    """Validate the callback and store the new token. Raises a typed error, leaving the store untouched.
+
+    The ``state`` must be one this admin asked for, not expired, not used, and the same one this browser
+    was given (cookie) — so a forged or replayed callback cannot connect someone else's Keap app.
+    """
+    state = params.get("state")
+    if "error" in params:
+        # Consume the state anyway so a denied attempt cannot be replayed; a bad one is irrelevant here.
+        try:
+            states.consume(state, admin, clock())
+        except OAuthStateInvalid:
+            pass
+        raise OAuthDenied(params.get("error", ""), params.get("error_description", ""))
+    if not state or not browser_state or not hmac.compare_digest(state.encode(), browser_state.encode()):
+        raise OAuthStateInvalid("the state does not match the one this browser was given")
+    states.consume(state, admin, clock())
+    code = params.get("code")
+    if not code:
+        raise CodeExchangeFailed("Keap sent no authorization code", 400)
+    token = oauth.exchange_code(code, callback_url, clock())
+    conn = store.store_authorized(token, clock())
+    logger.info("Keap connected", extra={"tenant": token.tenant, "version": conn.version})
+    if resume_queue is not None:
+        resume_queue()  # events held while disconnected flow again
+    return conn

@@ -1,0 +1,152 @@
+"""keaplink's command line: publish events, inspect and redrive the DLQ, read the connection status.
+
+    keaplink send signup --user-id u1 --email ada@example.com [--given-name Ada] [--family-name L]
+    keaplink send press --user-id u1 [--email …]
+    keaplink send tag --user-id u1 --tag vip
+    keaplink dlq list [--max 100]
+    keaplink dlq redrive (--all | MESSAGE_ID …)
+    keaplink status
+
+Targets come from flags, else the environment (KEAPLINK_QUEUE_URL, KEAPLINK_DLQ_URL, AWS_ENDPOINT_URL),
+else ``.keaplink/local.json`` written by ``make demo`` (``$KEAPLINK_STATE_DIR/local.json``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from keaplink.config import ClientSettings, client_settings
+from keaplink.errors import InvalidMessage
+
+
+@dataclass(frozen=True)
+class Targets:
+    """Where the CLI sends: the environment first, else what ``make demo`` wrote into ``local.json``."""
+
+    settings: ClientSettings
+    local: dict[str, Any]
+
+    @classmethod
+    def load(cls) -> Targets:
+        settings = client_settings()
+        try:
+            local = json.loads((Path(settings.state_dir) / "local.json").read_text())
+        except (OSError, ValueError):
+            local = {}
+        return cls(settings, local if isinstance(local, dict) else {})
+
+    def pick(self, flag: str | None, configured: str | None, local_key: str, variable: str) -> str:
+        value = flag or configured or str(self.local.get(local_key, ""))
+        if not value:
+            raise SystemExit(f"error: no {local_key}: pass it, set {variable}, or start the local stack (make demo)")
+        return value
+
+    def sqs(self) -> Any:
+        from keaplink.client.aws import sqs_client
+
+        if self.settings.aws_endpoint_url or not self.local.get("aws_endpoint_url"):
+            return sqs_client(self.settings.region, self.settings.aws_endpoint_url)
+        return sqs_client(self.settings.region or self.local.get("region"), str(self.local["aws_endpoint_url"]),
+                          local=True)
+
+
+def _send(args: argparse.Namespace, targets: Targets) -> int:
+    from keaplink.client.publish import publish
+
+    message: dict[str, Any] = {"user_id": args.user_id}
+    if args.kind == "signup":
+        message.update(type="user.signed_up", email=args.email, given_name=args.given_name,
+                       family_name=args.family_name)
+    elif args.kind == "press":
+        message.update(type="button.pressed", email=args.email)
+    else:
+        message.update(type="contact.tag", tag=args.tag, email=args.email)
+    message = {k: v for k, v in message.items() if v is not None}
+    queue = targets.pick(args.queue_url, targets.settings.queue_url, "queue_url", "KEAPLINK_QUEUE_URL")
+    try:
+        message_id = publish(message, queue, sqs=targets.sqs())
+    except InvalidMessage as exc:
+        print(f"error: not sent, the message is invalid: {exc}", file=sys.stderr)
+        return 2
+    print(f"sent {message['type']} for user {args.user_id} (message id {message_id})")
+    return 0
+
+
+def _dlq(args: argparse.Namespace, targets: Targets) -> int:
+    from keaplink.actions.dead_letters import DeadLetterQueue
+
+    sqs = targets.sqs()
+    dlq = DeadLetterQueue(lambda: sqs, targets.pick(args.dlq_url, targets.settings.dlq_url, "dlq_url",
+                                                     "KEAPLINK_DLQ_URL"))
+    letters = dlq.peek(args.max)
+    if args.action == "list":
+        dlq.release(letters)
+        if not letters:
+            print("the DLQ is empty")
+        for letter in letters:
+            source = f"  (was {letter.source_message_id})" if letter.source_message_id else ""
+            print(f"{letter.message_id}{source}  receives={letter.receive_count}  reason: {letter.reason}")
+            print(f"    {letter.body[:200]}")
+        return 0
+    queue = targets.pick(args.queue_url, targets.settings.queue_url, "queue_url", "KEAPLINK_QUEUE_URL")
+    chosen = [x for x in letters if args.all or x.message_id in args.ids]
+    dlq.release([x for x in letters if x not in chosen])
+    missing = set(args.ids) - {x.message_id for x in chosen}
+    for letter in chosen:
+        dlq.redrive(letter, queue)
+        print(f"redriven {letter.message_id}")
+    if missing:
+        print(f"not found in the DLQ: {', '.join(sorted(missing))}", file=sys.stderr)
+    print(f"{len(chosen)} message(s) sent back to the main queue")
+    return 1 if missing else 0
+
+
+def _status(args: argparse.Namespace, targets: Targets) -> int:
+    import requests
+
+    url = targets.pick(args.admin_url, targets.settings.admin_url, "admin_url", "KEAPLINK_ADMIN_URL")
+    user = str(targets.local.get("admin_user", "admin"))
+    password = targets.settings.admin_password or str(targets.local.get("admin_password", ""))
+    response = requests.get(url.rstrip("/") + "/status.json", auth=(user, password), timeout=15)
+    print(json.dumps(response.json(), indent=2) if response.ok else f"HTTP {response.status_code}")
+    return 0 if response.ok else 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="keaplink", description=(__doc__ or "").split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    send = sub.add_parser("send", help="publish an application event to the actions queue")
+    send.add_argument("kind", choices=["signup", "press", "tag"])
+    send.add_argument("--user-id", required=True)
+    send.add_argument("--email")
+    send.add_argument("--given-name")
+    send.add_argument("--family-name")
+    send.add_argument("--tag")
+    send.add_argument("--queue-url")
+    dlq = sub.add_parser("dlq", help="list or redrive dead-lettered messages")
+    dlq.add_argument("action", choices=["list", "redrive"])
+    dlq.add_argument("ids", nargs="*", help="message ids to redrive")
+    dlq.add_argument("--all", action="store_true", help="redrive every message")
+    dlq.add_argument("--max", type=int, default=100)
+    dlq.add_argument("--dlq-url")
+    dlq.add_argument("--queue-url")
+    status = sub.add_parser("status", help="the connection's status (status.json)")
+    status.add_argument("--admin-url")
+    args = parser.parse_args(argv)
+    if args.command == "send" and args.kind == "tag" and not args.tag:
+        parser.error("send tag needs --tag")
+    if args.command == "send" and args.kind == "signup" and not args.email:
+        parser.error("send signup needs --email")
+    if args.command == "dlq" and args.action == "redrive" and not (args.all or args.ids):
+        parser.error("dlq redrive needs --all or message ids")
+    handlers = {"send": _send, "dlq": _dlq, "status": _status}
+    return handlers[args.command](args, Targets.load())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,42 @@
+"""Publishing application events to keaplink's queue, validated against the same schema the consumer
+uses — a message that would be dead-lettered is refused here, in the app, with the reason.
+
+    from keaplink.client.publish import publish_signup, publish_button_pressed
+    publish_signup("u1", "ada@example.com", given_name="Ada")
+    publish_button_pressed("u1")
+
+The queue URL is the stack output ``QueueUrl``, passed in or read from ``KEAPLINK_QUEUE_URL``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from keaplink.actions.messages import ButtonPressed, ContactTag, Message, SignedUp, as_dict, to_json, validate
+from keaplink.client.aws import sqs_client
+from keaplink.config import client_settings
+from keaplink.errors import ConfigError
+
+
+def publish(message: Message | dict[str, Any], queue_url: str | None = None, sqs: Any = None) -> str:
+    """Validate and send one message; returns the SQS message id. Raises InvalidMessage if invalid."""
+    typed = validate(message if isinstance(message, dict) else as_dict(message))
+    settings = client_settings()
+    url = queue_url or settings.queue_url
+    if not url:
+        raise ConfigError("no queue URL: pass queue_url or set KEAPLINK_QUEUE_URL (the stack output QueueUrl)")
+    client = sqs or sqs_client(settings.region, settings.aws_endpoint_url)
+    return str(client.send_message(QueueUrl=url, MessageBody=to_json(typed))["MessageId"])
+
+
+def publish_signup(user_id: str, email: str, given_name: str | None = None, family_name: str | None = None,
+                   queue_url: str | None = None) -> str:
+    return publish(SignedUp(user_id, email, given_name, family_name), queue_url)
+
+
+def publish_button_pressed(user_id: str, email: str | None = None, queue_url: str | None = None) -> str:
+    return publish(ButtonPressed(user_id, email), queue_url)
+
+
+def publish_tag(user_id: str, tag: str, email: str | None = None, queue_url: str | None = None) -> str:
+    return publish(ContactTag(user_id, tag, email), queue_url)

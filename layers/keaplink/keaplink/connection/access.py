@@ -1,0 +1,44 @@
+"""Credentials for Keap calls, by auth mode: the stored OAuth token (through the one refresh path) or an
+API key (Service Account Key / Personal Access Token). Both are :class:`keaplink.keap.session.AuthSource`."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from keaplink.connection.refresh import Refresher, RefreshResult
+from keaplink.errors import ConfigError, KeapAuthError
+from keaplink.keap.http import api_key, bearer
+from keaplink.keap.session import Credential
+
+
+def _credential(result: RefreshResult) -> Credential:
+    token = result.connection.token
+    assert token is not None  # ensure_fresh raises NotConnected / NeedsReauth when there is none
+    return Credential(bearer(token.access_token), result.connection.version)
+
+
+class OAuthAccess:
+    def __init__(self, refresher: Refresher) -> None:
+        self._refresher = refresher
+
+    def current(self) -> Credential:
+        return _credential(self._refresher.ensure_fresh())
+
+    def after_refused(self, refused: Credential) -> Credential:
+        # If the store has moved past the refused token's version, someone already refreshed and that token
+        # is used; else refresh now, single-flight.
+        return _credential(self._refresher.ensure_fresh(force=True, seen_version=refused.version))
+
+
+class ApiKeyAccess:
+    def __init__(self, key: Callable[[], str]) -> None:
+        self._key = key
+
+    def current(self) -> Credential:
+        key = self._key()
+        if not key:
+            raise ConfigError("api_key is not set in the Keap credentials secret (KEAP_CREDENTIALS_SECRET)")
+        return Credential(api_key(key))
+
+    def after_refused(self, refused: Credential) -> Credential:
+        raise KeapAuthError("Keap refused the API key (revoked or wrong?)", 401)

@@ -1,0 +1,191 @@
+"""The composition root: the one place that builds keaplink's collaborators from configuration.
+
+Handlers ask it for what they need and hand that to one package. Everything is built on first use and
+cached for the container's life (clients, bound tables, secrets, the rate limiter, the tag-id cache);
+:func:`reset` forgets it all, so tests point keaplink elsewhere by changing the environment. Packages are
+imported inside the factories: a function imports only the part of the layer it uses.
+"""
+
+from __future__ import annotations
+
+import threading
+from functools import lru_cache
+from typing import TYPE_CHECKING, Any
+
+from keaplink.aws import bind_table, make_client
+from keaplink.config import Settings, get_settings
+from keaplink.observability import MetricsPort
+
+if TYPE_CHECKING:
+    from keaplink.actions.batch import ActionsDeps
+    from keaplink.actions.hold import QueueHold
+    from keaplink.actions.table import DataItem
+    from keaplink.actions.tags import TagIds
+    from keaplink.actions.users import UserStore
+    from keaplink.connection.credentials import ClientCredentials
+    from keaplink.connection.oauth import OAuthClient
+    from keaplink.connection.refresh import Refresher
+    from keaplink.connection.states import StateStore
+    from keaplink.connection.store import TokenStore
+    from keaplink.connection.table import ConnectionItem
+    from keaplink.keap.rate_limit import RateLimiter
+    from keaplink.keap.session import AuthSource, KeapSession
+
+_clients: dict[str, Any] = {}
+_clients_lock = threading.Lock()  # botocore's session is not safe for concurrent client creation
+
+
+def settings() -> Settings:
+    return get_settings()
+
+
+# --- AWS ------------------------------------------------------------------------------------------------
+def aws_client(service: str) -> Any:
+    """One botocore client per service and container, honouring ``AWS_ENDPOINT_URL``."""
+    found = _clients.get(service)
+    if found is None:
+        with _clients_lock:
+            found = _clients.get(service) or make_client(service, settings())
+            _clients[service] = found
+    return found
+
+
+def _secret(secret_id: str) -> str:
+    return str(aws_client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
+
+
+@lru_cache(maxsize=1)
+def connection_table() -> type[ConnectionItem]:
+    from keaplink.connection.table import ConnectionItem
+
+    return bind_table(ConnectionItem, settings().need("connection_table"), settings())
+
+
+@lru_cache(maxsize=1)
+def data_table() -> type[DataItem]:
+    from keaplink.actions.table import DataItem
+
+    return bind_table(DataItem, settings().need("data_table"), settings())
+
+
+# --- the connection -----------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def client_credentials() -> ClientCredentials:
+    """Keap client id/secret or API key, from Secrets Manager (they change only when an installer rotates)."""
+    from keaplink.connection.credentials import ClientCredentials
+
+    return ClientCredentials.from_secret(_secret(settings().need("credentials_secret_id")))
+
+
+def token_store(connection_id: str | None = None) -> TokenStore:
+    from keaplink.connection.crypto import KmsCipher
+    from keaplink.connection.store import TokenStore
+
+    cipher = KmsCipher(lambda: aws_client("kms"), lambda: settings().need("token_kms_key_id"))
+    return TokenStore(connection_id or settings().connection_id, connection_table, cipher)
+
+
+def state_store() -> StateStore:
+    from keaplink.connection.states import StateStore
+
+    return StateStore(connection_table)
+
+
+def oauth_client() -> OAuthClient:
+    from keaplink.connection.oauth import OAuthClient
+
+    return OAuthClient(settings().keap_token_url, client_credentials, settings().http_timeout_s)
+
+
+def refresher(metrics: MetricsPort | None = None) -> Refresher:
+    from keaplink.connection.refresh import Refresher
+    from keaplink.observability import NullMetrics
+
+    return Refresher(store=token_store(), oauth=oauth_client(), metrics=metrics or NullMetrics())
+
+
+def keap_auth(metrics: MetricsPort | None = None, through: Refresher | None = None) -> AuthSource:
+    """The credential source for Keap calls in the configured auth mode (OAuth ``through`` a given refresher)."""
+    from keaplink.connection.access import ApiKeyAccess, OAuthAccess
+
+    if settings().is_api_key_mode:
+        return ApiKeyAccess(lambda: client_credentials().api_key)
+    return OAuthAccess(through or refresher(metrics))
+
+
+# --- the admin panel ----------------------------------------------------------------------------------
+@lru_cache(maxsize=1)
+def admin_password() -> str:
+    from keaplink.admin.auth import password_from_secret
+
+    return password_from_secret(_secret(settings().need("admin_secret_id")))
+
+
+def client_id() -> str:
+    return client_credentials().client_id
+
+
+# --- the actions --------------------------------------------------------------------------------------
+def queue_hold() -> QueueHold:
+    from keaplink.actions.hold import QueueHold
+
+    return QueueHold(lambda: aws_client("lambda"), settings().actions_function)
+
+
+def resume_queue() -> None:
+    queue_hold().resume_quietly()
+
+
+@lru_cache(maxsize=1)
+def rate_limiter() -> RateLimiter:
+    """Per container: no bursts, since a full bucket would let one second exceed Keap's spike limit."""
+    from keaplink.keap.rate_limit import RateLimiter
+
+    return RateLimiter(settings().keap_max_rps, burst=1.0)
+
+
+def user_store() -> UserStore:
+    from keaplink.actions.users import UserStore
+
+    return UserStore(data_table)
+
+
+@lru_cache(maxsize=1)
+def tag_ids() -> TagIds:
+    """Per container: the steady state of a first press is one Keap call."""
+    from keaplink.actions.tags import TagIds
+
+    return TagIds(user_store())
+
+
+def keap_session(metrics: MetricsPort | None = None, through: Refresher | None = None) -> KeapSession:
+    """A session with a fresh credential read (the one token read of an SQS batch)."""
+    from keaplink.keap.session import KeapSession
+
+    return KeapSession(settings().keap_api_url, keap_auth(metrics, through), settings().http_timeout_s,
+                       limiter=rate_limiter(), metrics=metrics)
+
+
+def actions(metrics: MetricsPort, through: Refresher | None = None) -> ActionsDeps:
+    """The actions function's collaborators (``through``: a refresher of the caller's, e.g. the benchmark's)."""
+    from keaplink.actions.batch import ActionsDeps
+    from keaplink.actions.dead_letters import DeadLetterQueue
+    from keaplink.actions.service import ActionService
+
+    return ActionsDeps(
+        service=ActionService(users=user_store(), tags=tag_ids(), button_tag=settings().button_tag),
+        open_session=lambda: keap_session(metrics, through),
+        dead_letters=DeadLetterQueue(lambda: aws_client("sqs"), settings().need("dlq_url")),
+        hold=queue_hold(),
+        concurrency=settings().actions_concurrency,
+        metrics=metrics,
+    )
+
+
+def reset() -> None:
+    """Forget every cached setting, client, table, secret and per-container cache (tests, the local runner)."""
+    get_settings.cache_clear()
+    with _clients_lock:
+        _clients.clear()
+    for cached in (connection_table, data_table, client_credentials, admin_password, rate_limiter, tag_ids):
+        cached.cache_clear()

@@ -9,6 +9,7 @@ import pytest
 import requests
 
 from tests.support.aws_local import AwsResources, apply_env, create_resources, restore_env, start_moto
+from tests.support.contract import fail_on_violations
 
 SANDBOX_CLIENT = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret"}
 
@@ -24,7 +25,9 @@ def moto_endpoint() -> Iterator[str]:
 def sandbox_server():  # type: ignore[no-untyped-def]
     from keap_sandbox.testing import start_sandbox
 
-    handle = start_sandbox(throttle=False)
+    # Every REST request keaplink sends, and every answer the sandbox gives, is checked against Keap's
+    # published v2 contract; the `sandbox` fixture fails the test that broke it.
+    handle = start_sandbox(throttle=False, validate_contract=True)
     yield handle
     handle.stop()
 
@@ -53,17 +56,26 @@ class Sandbox:
     def configure(self, **config: object) -> None:
         self.control("POST", "config", json=config)
 
+    def contract_violations(self) -> list[dict]:
+        """Requests/answers that broke Keap's v2 contract since the test began."""
+        return self.control("GET", "contract")
+
 
 @pytest.fixture
-def sandbox(sandbox_server) -> Iterator[Sandbox]:  # type: ignore[no-untyped-def]
-    """The session's sandbox, reset before and after each test (state, and the config a test changed)."""
+def sandbox(sandbox_server, request: pytest.FixtureRequest) -> Iterator[Sandbox]:  # type: ignore[no-untyped-def]
+    """The session's sandbox, reset before and after each test (state, and the config a test changed).
+
+    After the test: if any REST request or answer broke Keap's contract, the test fails with the list
+    (unless it is marked ``contract_violations_expected``)."""
     sb = Sandbox(sandbox_server)
     read_only = {"client_id", "client_secret", "tenant", "app_name"}
     defaults = {k: v for k, v in sb.control("GET", "config").items() if k not in read_only}
     sb.control("POST", "reset")
     yield sb
+    violations = sb.contract_violations()
     sb.control("POST", "reset")
     sb.control("POST", "config", json=defaults)
+    fail_on_violations(request, violations)
 
 
 @pytest.fixture

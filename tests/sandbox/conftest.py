@@ -1,4 +1,5 @@
-"""Fixtures for the Keap sandbox tests: one sandbox per module, reset before every test."""
+"""Fixtures for the Keap sandbox tests: one sandbox per module (checking Keap's contract), reset before
+every test; a test whose requests or answers break the contract fails (see tests/support/contract.py)."""
 
 from __future__ import annotations
 
@@ -10,21 +11,23 @@ import pytest
 from keap_sandbox.state import SandboxConfig
 from keap_sandbox.testing import SandboxHandle, start_sandbox
 from tests.sandbox.sandbox_helpers import REDIRECT_URI, Api
+from tests.support.contract import fail_on_violations
 
 _MUTABLE_DEFAULTS = {k: v for k, v in SandboxConfig().to_json().items() if k in SandboxConfig.MUTABLE}
 
 
 @pytest.fixture(scope="module")
 def _sandbox() -> Iterator[SandboxHandle]:
-    with start_sandbox() as handle:
+    with start_sandbox(validate_contract=True) as handle:
         yield handle
 
 
 @pytest.fixture
-def sb(_sandbox: SandboxHandle) -> SandboxHandle:
+def sb(_sandbox: SandboxHandle, request: pytest.FixtureRequest) -> Iterator[SandboxHandle]:
     _sandbox.control.reset()
-    _sandbox.control.configure(**_MUTABLE_DEFAULTS)
-    return _sandbox
+    _sandbox.control.configure(**{**_MUTABLE_DEFAULTS, "validate_contract": True})
+    yield _sandbox
+    fail_on_violations(request, _sandbox.control.contract_violations())
 
 
 @pytest.fixture

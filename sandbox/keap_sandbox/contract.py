@@ -170,9 +170,11 @@ _load_lock = threading.Lock()
 
 def available() -> bool:
     """Whether openapi-core can be imported (validation needs it; the sandbox otherwise does not)."""
-    import importlib.util
-
-    return importlib.util.find_spec("openapi_core") is not None
+    try:
+        import openapi_core  # noqa: F401
+    except ImportError:
+        return False
+    return True
 
 
 def load_spec(path: Path = SPEC_PATH) -> _Spec:

@@ -91,7 +91,7 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
 from keap_sandbox import pages
-from keap_sandbox.contract import Answer, ContractChecker, Exchange, log_violations
+from keap_sandbox.contract import Answer, ContractChecker, Exchange, Violation, log_violations
 from keap_sandbox.crm import InvalidInput
 from keap_sandbox.state import (
     GATEWAY_STATUSES,
@@ -333,9 +333,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         a setting made off-spec on purpose are not the API's answers and are not validated."""
         config = self.state.config
         strict = config.contract_strict_properties
-        if resp is None:
-            found = self._safe_check(lambda: self.server.contract.check_request(exchange, strict))
-        else:
+        answer = None
+        if resp is not None:
             if resp.off_spec:
                 return
             if config.gateway_error_shape == "fault" and resp.status in GATEWAY_STATUSES:
@@ -346,19 +345,20 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 if is_gateway_fault(resp.status, parsed):
                     return
             answer = Answer(resp.status, resp.content_type, resp.body, list(resp.headers.items()))
-            found = self._safe_check(lambda: self.server.contract.check_response(exchange, answer, strict))
+        try:
+            if answer is None:
+                found = self.server.contract.check_request(exchange, strict)
+            else:
+                found = self.server.contract.check_response(exchange, answer, strict)
+        except Exception as exc:  # noqa: BLE001 - a checker failure is reported, never silent, never fatal
+            traceback.print_exc()
+            kind, status = ("request", None) if answer is None else ("response", answer.status)
+            ex = exchange
+            found = [Violation(kind, "checker-error", ex.method, ex.path, ex.query, status, None, (repr(exc),))]
         if found:
             log_violations(found)
             self.state.record_violations([v.to_json() for v in found])
             entry["contract_violations"] = entry.get("contract_violations", 0) + len(found)
-
-    @staticmethod
-    def _safe_check(fn: Any) -> Any:
-        try:
-            return fn()
-        except Exception:  # noqa: BLE001 - a checker crash must not take the sandbox down
-            traceback.print_exc()
-            return []
 
     def _safe(self, fn: Any) -> Response:
         try:

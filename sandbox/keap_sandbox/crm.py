@@ -106,8 +106,8 @@ CONTACT_OBJECTS = ("company", "origin", "utm_parameters")
 #: Set by Keap, never by a request.
 CONTACT_SERVER_FIELDS = ("id", "create_time", "update_time", "tag_ids")
 
-#: ``updateContact``'s ``update_mask`` enum.
-UPDATE_MASK_FIELDS = tuple(f for f in CONTACT_FIELDS if f != "notes")
+#: ``updateContact``'s ``update_mask`` enum: the same names (read-only ones are ignored when masked).
+UPDATE_MASK_FIELDS = tuple(CONTACT_FIELDS)
 
 SOURCE_TYPES = [
     "SOURCE_TYPE_UNSPECIFIED",

@@ -180,6 +180,7 @@ def test_html_overview(sb: SandboxHandle, api: Api) -> None:
     assert r.status_code == 200 and "text/html" in r.headers["Content-Type"]
     assert "h@example.com" in r.text and "&lt;Hedy&gt;" in r.text
     assert r.text.count("buttonpushed") >= 2  # in the contact's tags and in the tag table
+    assert "Keap's v2 contract: checked, <b>0</b> violation(s)" in r.text
     assert sb.control.overview_html() == r.text
 
 

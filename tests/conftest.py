@@ -11,9 +11,17 @@ import pytest
 import requests
 
 from tests.support.aws_local import AwsResources, apply_env, create_resources, restore_env, start_moto
-from tests.support.contract import fail_on_violations
+from tests.support.contract import arm, check_after_call, fail_on_leftovers, fail_on_violations
 
 SANDBOX_CLIENT = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret"}
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item):  # type: ignore[no-untyped-def]
+    """Right after a test's body: fail it if its Keap requests broke Keap's contract (tests/support/contract.py)."""
+    result = yield
+    check_after_call(item)
+    return result
 
 
 @pytest.fixture(scope="session")
@@ -65,22 +73,29 @@ class Sandbox:
         """Requests/answers that broke Keap's v2 contract since the test began."""
         return self.control("GET", "contract")
 
+    def take_contract_violations(self) -> list[dict]:
+        found = self.contract_violations()
+        self.control("DELETE", "contract")
+        return found
+
 
 @pytest.fixture
 def sandbox(sandbox_server, request: pytest.FixtureRequest) -> Iterator[Sandbox]:  # type: ignore[no-untyped-def]
     """The session's sandbox, reset before and after each test (state, and the config a test changed).
 
-    After the test: if any REST request or answer broke Keap's contract, the test fails with the list
-    (unless it is marked ``contract_violations_expected``)."""
+    If any REST request or answer broke Keap's contract, the test fails with the list (unless it is
+    marked ``contract_violations_expected``)."""
     sb = Sandbox(sandbox_server)
     read_only = {"client_id", "client_secret", "tenant", "app_name"}
     defaults = {k: v for k, v in sb.control("GET", "config").items() if k not in read_only}
+    fail_on_leftovers(request.node, sb.contract_violations())
     sb.control("POST", "reset")
+    arm(request, sb.take_contract_violations)
     yield sb
-    violations = sb.contract_violations()
+    late = sb.take_contract_violations()
     sb.control("POST", "reset")
     sb.control("POST", "config", json=defaults)
-    fail_on_violations(request, violations)
+    fail_on_violations(request.node, late)
 
 
 @pytest.fixture

@@ -311,3 +311,72 @@ def test_vendored_spec_is_keaps_file_and_valid_openapi_3_1() -> None:
     spec = yaml.safe_load(SPEC.read_text())
     assert spec["openapi"] == "3.1.0" and spec["servers"] == [{"url": "https://api.keap.com/crm"}]
     validate(spec)
+
+
+GATE_CONFTEST = """
+import pytest
+from keap_sandbox.testing import start_sandbox
+from tests.support.contract import arm, check_after_call, fail_on_leftovers, fail_on_violations
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item):
+    result = yield
+    check_after_call(item)
+    return result
+
+@pytest.fixture(scope="session")
+def server():
+    with start_sandbox(validate_contract=True) as handle:
+        yield handle
+
+@pytest.fixture
+def sb(server, request):
+    def take():
+        found = server.control.contract_violations()
+        server.control.clear_contract_violations()
+        return found
+    fail_on_leftovers(request.node, take())
+    arm(request, take)
+    yield server
+    fail_on_violations(request.node, take())
+"""
+
+GATE_TESTS = """
+import pytest, requests
+
+def test_on_spec(sb):
+    assert requests.get(sb.api_url + "/v2/tags", headers={"Authorization": "Bearer x"}, timeout=5).status_code == 401
+
+def test_off_spec(sb):
+    requests.get(sb.api_url + "/v2/tags", params={"page_size": 5000}, headers={"Authorization": "Bearer x"}, timeout=5)
+
+@pytest.mark.contract_violations_expected
+def test_off_spec_on_purpose(sb):
+    requests.delete(sb.api_url + "/v2/tags", headers={"Authorization": "Bearer x"}, timeout=5)
+    assert len(sb.control.contract_violations()) == 1
+
+def test_next(sb):
+    pass
+"""
+
+
+def test_the_gate_fails_the_test_that_broke_the_contract(tmp_path: Path) -> None:
+    """The fixtures' gate (tests/support/contract.py) in a pytest run of its own."""
+    (tmp_path / "conftest.py").write_text(GATE_CONFTEST)
+    (tmp_path / "test_gate.py").write_text(GATE_TESTS)
+    (tmp_path / "pytest.ini").write_text(
+        "[pytest]\nmarkers =\n    contract_violations_expected: on purpose\n"
+    )
+    repo = SANDBOX_DIR.parent
+    env = {**os.environ, "PYTHONPATH": f"{SANDBOX_DIR}{os.pathsep}{repo}"}
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-rA", str(tmp_path)]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120, check=False)
+    assert out.returncode == 1, out.stdout
+    assert "PASSED test_gate.py::test_on_spec" in out.stdout
+    # the test itself fails (not its teardown), with the violation
+    assert "FAILED test_gate.py::test_off_spec - Failed" in out.stdout
+    assert "test_gate.py::test_off_spec: 1 request(s)/answer(s) broke Keap's v2 contract" in out.stdout
+    assert "query parameter page_size: 5000 is greater than the maximum of 1000" in out.stdout
+    assert "PASSED test_gate.py::test_off_spec_on_purpose" in out.stdout
+    assert "PASSED test_gate.py::test_next" in out.stdout
+    assert "1 failed, 3 passed in" in out.stdout

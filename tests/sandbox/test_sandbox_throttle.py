@@ -105,7 +105,9 @@ def test_key_limits(sb: SandboxHandle) -> None:
 
 
 def test_per_second_limit_uses_real_time(sb: SandboxHandle) -> None:
-    sb.control.configure(throttle=True, limits={"key_per_second": 5})
+    # timing-sensitive (8 requests inside one real second on a shared machine): the contract check,
+    # which serializes requests for a few ms each, is not what is tested here
+    sb.control.configure(throttle=True, limits={"key_per_second": 5}, validate_contract=False)
     key = sb.control.create_key("sak")
 
     def call(_: int) -> int:

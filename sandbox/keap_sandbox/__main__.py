@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 import threading
@@ -32,6 +33,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=True,
         help="enforce Keap's rate limits (429); headers are sent either way",
     )
+    p.add_argument(
+        "--validate-contract",
+        action="store_true",
+        help="check every REST request and answer against Keap's OpenAPI v2 contract (needs openapi-core); "
+        "violations are logged and listed at /_sandbox/contract",
+    )
     p.add_argument("--verbose", action="store_true", help="log every request to stderr")
     return p
 
@@ -46,7 +53,9 @@ def main(argv: list[str] | None = None) -> int:
         expires_in=args.expires_in,
         latency_ms=args.latency_ms,
         throttle=args.throttle,
+        validate_contract=args.validate_contract,
     )
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     server = make_server(args.host, args.port, config, verbose=args.verbose)
     stop = threading.Event()
 

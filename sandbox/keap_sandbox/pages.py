@@ -57,6 +57,13 @@ def overview_page(snapshot: dict[str, Any], config: dict[str, Any], base_url: st
         for t in snapshot["tags"]
     ]
     tok = snapshot["tokens"]
+    checked = snapshot["contract"]
+    contract = (
+        f"<p>Keap's v2 contract: checked, <b>{checked['violations']}</b> violation(s) "
+        f'(<a href="{escape(base_url)}/_sandbox/contract">list</a>).</p>'
+        if checked["validating"]
+        else "<p>Keap's v2 contract: not checked (start with <code>--validate-contract</code>).</p>"
+    )
     body = (
         "<h1>Keap sandbox</h1>"
         f"<p>Tenant <b>{escape(str(config['tenant']))}</b>, client id "
@@ -65,7 +72,8 @@ def overview_page(snapshot: dict[str, Any], config: dict[str, Any], base_url: st
         f"<code>{escape(base_url)}/token</code>.</p>"
         f"<p>Tokens: {tok['live_access']} live access, {tok['live_refresh']} live refresh, "
         f"{tok['refreshes']} refreshes, {tok['code_exchanges']} code exchanges.</p>"
-        f"<h2>Contacts ({len(rows)})</h2>"
+        + contract
+        + f"<h2>Contacts ({len(rows)})</h2>"
         '<table id="contacts"><tr><th>ID</th><th>Name</th><th>Email</th><th>Tags</th></tr>' + "".join(rows) + "</table>"
         f"<h2>Tags ({len(tag_rows)})</h2>"
         '<table id="tags"><tr><th>ID</th><th>Name</th><th>Description</th></tr>' + "".join(tag_rows) + "</table>"

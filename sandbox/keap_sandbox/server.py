@@ -4,33 +4,77 @@ Routes
 ======
 * ``GET|POST /app/oauth/authorize`` - consent page and its form (Keap's accounts.infusionsoft.com).
 * ``POST /token`` - authorization-code and refresh-token grants (Keap's api.infusionsoft.com/token).
-* ``/crm/rest/v2/...`` - contacts and tags (Keap REST v2), behind ``Authorization: Bearer`` or
-  ``X-Keap-API-Key``.
-* ``/_sandbox/...`` - the control API (no auth, no latency, no faults, not logged).
+* ``/crm/rest/v2/...`` - Keap REST v2, behind ``Authorization: Bearer`` or ``X-Keap-API-Key``:
+  ``POST|GET /v2/contacts`` (createContact with ``duplicate_option``, listContacts),
+  ``GET|PATCH|DELETE /v2/contacts/{id}``, ``POST /v2/contacts:merge``, ``GET|POST /v2/tags``,
+  ``GET|DELETE /v2/tags/{id}``, ``POST /v2/tags/{id}/contacts:applyTags`` and ``:removeTags``.
+* ``/_sandbox/...`` - the control API (no auth, no latency, no faults, not logged, not validated).
 
-Design choices where Keap's documentation is silent or unconfirmed (see /work/shared/KEAP.md):
+What the REST part models is what Keap's v2 contract (``spec/keap-openapi-v2.yml``) documents: the
+request and answer shapes (``CreateUpdateContactRequest``, ``Contact``, ``List*Response``, ``Tag``,
+``ApplyRemoveTagRequest``, ``ApplyTagsResponse``, ``MergeContactRequest``, ``Error``), 201 created /
+200 updated on ``createContact``, list properties that replace on update ("Any item not listed here
+will be removed"), ``fields`` (``explode: false``; the answer holds only the asked properties: the spec
+marks none as always present), ``update_mask``, the documented ``filter`` fields and operators
+(prefix ``*`` on contact names and e-mail; none on tags), ``page_size`` (0..1000) with an opaque
+``page_token``/``next_page_token``. With ``validate_contract`` on, every REST request and answer is
+checked against the contract (``contract.py``).
 
-* ``POST /v2/tags`` with a name that already exists answers 409
-  ``{"code":409,"message":"Tag with name already exists","status":"ALREADY_EXISTS"}``.
-* ``applyTags`` reports ``"SUCCESS"`` for a contact that already has the tag and ``"NOT_FOUND"`` for an
-  unknown contact id (still HTTP 200); an unknown tag is a 404.
+Where the contract is silent, the answer is a setting (``POST /_sandbox/config``; default first):
+
+* ``upsert_omitted_scalars``: ``keep`` | ``clear`` - on a ``duplicate_option`` update, string
+  properties the body does not carry (e.g. ``given_name``) are kept, or removed.
+* ``apply_tags_already_applied``: ``SUCCESS`` | any string (e.g. ``ALREADY_APPLIED``, ``DUPLICATE``) -
+  the ``applyTags`` result for a contact that has the tag already.
+* ``apply_tags_missing_contact``: ``CONTACT_DOES_NOT_EXIST`` | any string (e.g. ``NOT_FOUND``,
+  ``FAILED``) | ``http_404`` | ``http_400`` - the result for an unknown contact id, or the whole call
+  failing (nothing applied). ``CONTACT_DOES_NOT_EXIST`` is what v2's sequence operations document.
+* ``tag_create_existing``: ``conflict_409`` | ``bad_request_400`` | ``existing_200`` | ``existing_201``
+  | ``duplicate_201`` - ``createTag`` with a name that exists: an ``Error``, the existing tag (200 is
+  not documented for createTag: that answer is deliberately off-spec and not reported), or a second tag
+  with the same name.
+* ``tag_name_match``: ``exact`` | ``case_insensitive`` - tag name filter and uniqueness.
+* ``tag_name_too_long``: ``truncate`` | ``reject_400`` - the spec: "up to 255 characters will be saved".
+* ``filter_value_split``: ``semicolon`` | ``semicolon_and_comma`` | ``none`` - whether a ``;`` (term
+  separator) or ``,`` inside a filter value splits it (Keap documents no escaping); by default
+  ``name==a;b`` is refused (400) and ``name==a,b`` looks for the name ``a,b``.
+* ``last_page_token``: ``empty`` | ``absent`` - ``next_page_token`` on the last page.
+* ``default_page_size``: 1000 - when ``page_size`` is absent or 0.
+* ``contact_default_fields``: null (everything held) | a list - the contact properties answered
+  without ``fields``.
+* ``gateway_error_shape``: ``fault`` | ``v2`` - 401 (bad token), 429 (throttle) and injected
+  502/503/504 in the gateway's ``{"fault": {...}}`` shape seen in the wild (not in the spec, not
+  validated) or in v2's ``Error`` shape (validated; the spec lists 429/502-504 nowhere, so those are
+  checked against ``Error`` alone).
+* ``send_retry_after``: true - ``Retry-After`` on 429.
+
+Other choices:
+
 * ``duplicate_option=Email`` matches the body's primary e-mail (EMAIL1, else the first one)
   case-insensitively against every e-mail of existing contacts; the lowest id wins. ``EmailAndName``
   also needs equal given and family names (case-insensitive), ``EmailAndNameAndCompany`` also an equal
-  ``company`` value.
+  ``company``. A contact needs an e-mail, phone or address on creation (the spec says so).
+* ``mergeContacts``: ``contact_id`` survives, ``duplicate_contact_id`` stops existing; the primary's
+  values win, the duplicate fills what the primary lacks (list items into free slots), tags united.
+* ``updateContact`` with ``update_mask``: only masked properties change; a masked property missing from
+  the body is cleared (AIP-134, the convention v2's names follow).
+* ``applyTags`` with an empty ``contact_ids`` is a 400; an unknown tag is a 404.
+* Filters on names and e-mail are case-insensitive. Documented filter fields the sandbox does not
+  model (addresses, phone, ...) answer 400 saying so.
 * A code exchange with a wrong ``redirect_uri`` answers ``invalid_grant`` but does not burn the code.
 * Refreshing keeps the previous access token valid until its own expiry unless the config flag
   ``revoke_access_on_refresh`` is set (then the access token issued with the used refresh token dies).
 * Each refresh token gets its own 45-day life from the moment it is issued.
 * The spike limit (25/second) is counted per credential (client id or key); with a key the key's
   own 10/second limit applies as well.
-* Throttle headers are sent on every authenticated REST response and the counters always move; 429s
-  are only produced when the ``throttle`` setting is on. A 401 (no valid credential) carries no
-  throttle headers because the caller is unknown.
-* Pagination: ``page_size`` (default and maximum 1000) and ``page_token`` (an opaque offset).
-* Injected 502/503/504 faults answer in the gateway's ``{"fault": ...}`` shape, 429 in the quota
-  violation shape, 401 on REST in the invalid-token shape, other statuses on ``/token`` in the OAuth
-  shape and on REST in the v2 shape. A fault's ``body`` overrides all of that.
+* Throttle headers (``x-keap-product-throttle-*``, ``x-keap-product-quota-*`` with ``-expiry-time`` in
+  epoch ms, ``x-keap-tenant-*``) are sent on every authenticated REST response and the counters always
+  move; 429s are only produced when the ``throttle`` setting is on. A spent daily quota answers 429
+  until 00:00 UTC on the sandbox clock (``POST /_sandbox/quota`` spends it at once). A 401 (no valid
+  credential) carries no throttle headers because the caller is unknown.
+* Injected faults at 401/429/502/503/504 answer in the configured gateway shape, other statuses on
+  ``/token`` in the OAuth shape and on REST in the v2 ``Error`` shape. A fault's ``body`` overrides
+  all of that (and is validated like any answer unless it is a gateway ``fault`` body).
 """
 
 from __future__ import annotations
@@ -47,16 +91,21 @@ from typing import Any
 from urllib.parse import parse_qs, unquote, urlencode, urlsplit, urlunsplit
 
 from keap_sandbox import pages
+from keap_sandbox.contract import Answer, ContractChecker, Exchange, Violation, log_violations
+from keap_sandbox.crm import InvalidInput
 from keap_sandbox.state import (
+    GATEWAY_STATUSES,
     JSON,
     ConfigError,
     Fault,
+    NotFound,
     Outcome,
+    Query,
     SandboxConfig,
     SandboxState,
-    invalid_access_token,
+    gateway_error,
+    is_gateway_fault,
     oauth_error,
-    quota_violation,
     v2_error,
 )
 
@@ -64,29 +113,10 @@ AUTHORIZE_PATH = "/app/oauth/authorize"
 TOKEN_PATH = "/token"
 REST_PREFIX = "/crm/rest"
 CONTROL_PREFIX = "/_sandbox"
-MAX_PAGE_SIZE = 1000
+
+TAG_CONTACT_ACTIONS = ("contacts:applyTags", "contacts:removeTags")
 
 ERROR_URI = "https://developer.infusionsoft.com/docs/rest/#authorization"
-
-STATUS_NAMES = {
-    400: "INVALID_ARGUMENT",
-    401: "UNAUTHENTICATED",
-    403: "PERMISSION_DENIED",
-    404: "NOT_FOUND",
-    405: "METHOD_NOT_ALLOWED",
-    409: "ALREADY_EXISTS",
-    429: "RESOURCE_EXHAUSTED",
-    500: "INTERNAL",
-    501: "UNIMPLEMENTED",
-    503: "UNAVAILABLE",
-    504: "DEADLINE_EXCEEDED",
-}
-
-GATEWAY_ERRORCODES = {
-    502: "messaging.adaptors.http.flow.BadGateway",
-    503: "messaging.adaptors.http.flow.ServiceUnavailable",
-    504: "messaging.adaptors.http.flow.GatewayTimeout",
-}
 
 
 @dataclass
@@ -95,6 +125,7 @@ class Response:
     body: bytes = b""
     content_type: str = "application/json"
     headers: dict[str, str] = field(default_factory=dict)
+    off_spec: bool = False  # deliberately off-spec by a setting: not reported by the contract checker
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
@@ -102,7 +133,11 @@ def json_response(status: int, body: Any, headers: dict[str, str] | None = None)
 
 
 def outcome_response(outcome: Outcome) -> Response:
-    return json_response(outcome.status, outcome.body, outcome.headers)
+    if outcome.body is None:  # 204 No Content
+        return Response(outcome.status, b"", "", dict(outcome.headers), outcome.off_spec)
+    resp = json_response(outcome.status, outcome.body, outcome.headers)
+    resp.off_spec = outcome.off_spec
+    return resp
 
 
 def html_response(status: int, text: str) -> Response:
@@ -125,6 +160,10 @@ def first_values(query: str) -> dict[str, str]:
     return {k: v[0] for k, v in parse_qs(query, keep_blank_values=True).items()}
 
 
+def all_values(query: str) -> Query:
+    return parse_qs(query, keep_blank_values=True)
+
+
 def status_phrase(status: int) -> str:
     try:
         return HTTPStatus(status).phrase
@@ -141,6 +180,7 @@ class SandboxHTTPServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], state: SandboxState, verbose: bool = False) -> None:
         self.state = state
         self.verbose = verbose
+        self.contract = ContractChecker()  # loads the spec on its first check only
         super().__init__(address, SandboxRequestHandler)
 
     @property
@@ -209,7 +249,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         self.send_response(resp.status)
         for name, value in resp.headers.items():
             self.send_header(name, value)
-        self.send_header("Content-Type", resp.content_type)
+        if resp.content_type:
+            self.send_header("Content-Type", resp.content_type)
         self.send_header("Content-Length", str(len(resp.body)))
         self.end_headers()
         if self.command != "HEAD":
@@ -251,6 +292,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         }
         if path == TOKEN_PATH:
             entry["grant_type"] = first_values(body.decode("utf-8", "replace")).get("grant_type")
+        exchange = None
+        if self.state.config.validate_contract and (path == REST_PREFIX or path.startswith(REST_PREFIX + "/")):
+            exchange = Exchange(method, path, query, list(self.headers.items()), body)
+            self._check_contract(entry, exchange, None)
         fault = self.state.take_fault(method, path)
         latency = self.state.config.latency_ms
         if latency > 0:
@@ -265,6 +310,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 return
             if fault.action == "succeed_then_drop":
                 resp = self._safe(lambda: self._route(method, path, query, body))
+                if exchange is not None:
+                    self._check_contract(entry, exchange, resp)
                 time.sleep(fault.delay_s)
                 entry["status"] = resp.status
                 entry["dropped"] = True
@@ -274,14 +321,51 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             resp = self._fault_response(fault, path)
         else:
             resp = self._safe(lambda: self._route(method, path, query, body))
+        if exchange is not None:
+            self._check_contract(entry, exchange, resp)
         entry["status"] = resp.status
         self.state.log_request(entry)
         self._send(resp)
+
+    def _check_contract(self, entry: JSON, exchange: Exchange, resp: Response | None) -> None:
+        """Validate the request (``resp`` None) or the answer against Keap's contract; record and log
+        what does not conform. Gateway ``fault`` bodies (when that is the configured shape) and answers
+        a setting made off-spec on purpose are not the API's answers and are not validated."""
+        config = self.state.config
+        strict = config.contract_strict_properties
+        answer = None
+        if resp is not None:
+            if resp.off_spec:
+                return
+            if config.gateway_error_shape == "fault" and resp.status in GATEWAY_STATUSES:
+                try:
+                    parsed = json.loads(resp.body or b"null")
+                except ValueError:
+                    parsed = None
+                if is_gateway_fault(resp.status, parsed):
+                    return
+            answer = Answer(resp.status, resp.content_type, resp.body, list(resp.headers.items()))
+        try:
+            if answer is None:
+                found = self.server.contract.check_request(exchange, strict)
+            else:
+                found = self.server.contract.check_response(exchange, answer, strict)
+        except Exception as exc:  # noqa: BLE001 - a checker failure is reported, never silent, never fatal
+            traceback.print_exc()
+            kind, status = ("request", None) if answer is None else ("response", answer.status)
+            ex = exchange
+            found = [Violation(kind, "checker-error", ex.method, ex.path, ex.query, status, None, (repr(exc),))]
+        if found:
+            log_violations(found)
+            self.state.record_violations([v.to_json() for v in found])
+            entry["contract_violations"] = entry.get("contract_violations", 0) + len(found)
 
     def _safe(self, fn: Any) -> Response:
         try:
             resp: Response = fn()
             return resp
+        except InvalidInput as exc:
+            return outcome_response(v2_error(400, str(exc), "INVALID_ARGUMENT"))
         except Exception as exc:  # noqa: BLE001 - last resort, answer 500
             traceback.print_exc()
             return json_response(500, {"code": 500, "message": f"sandbox error: {exc}", "status": "INTERNAL"})
@@ -293,29 +377,15 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             headers["Retry-After"] = "1"
         if fault.body is not None:
             return json_response(status, fault.body, headers)
-        body: Any
-        if status == 429:
-            body = quota_violation("sandbox-fault")
-        elif status == 401 and path.startswith(REST_PREFIX):
-            body = invalid_access_token().body
-        elif status in GATEWAY_ERRORCODES:
-            body = {
-                "fault": {
-                    "faultstring": status_phrase(status),
-                    "detail": {"errorcode": GATEWAY_ERRORCODES[status]},
-                }
-            }
-        elif path in (TOKEN_PATH, AUTHORIZE_PATH):
+        if path in (TOKEN_PATH, AUTHORIZE_PATH) and status not in (502, 503, 504, 429):
             error = "server_error" if status >= 500 else "invalid_request"
-            body = {"error": error, "error_description": status_phrase(status)}
+            return json_response(status, {"error": error, "error_description": status_phrase(status)}, headers)
+        if status in GATEWAY_STATUSES:
+            shape = "fault" if path in (TOKEN_PATH, AUTHORIZE_PATH) else self.state.config.gateway_error_shape
+            outcome = gateway_error(status, shape, "sandbox-fault")
         else:
-            body = {
-                "code": status,
-                "message": status_phrase(status),
-                "status": STATUS_NAMES.get(status, "UNKNOWN"),
-                "details": [],
-            }
-        return json_response(status, body, headers)
+            outcome = v2_error(status, status_phrase(status))
+        return json_response(status, outcome.body, headers)
 
     def _route(self, method: str, path: str, query: str, body: bytes) -> Response:
         if path == AUTHORIZE_PATH:
@@ -423,110 +493,69 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         bearer = value.strip() if scheme.lower() == "bearer" else None
         api_key = self.headers.get("X-Keap-API-Key")
         caller = self.state.authenticate(bearer, api_key)
+        shape = self.state.config.gateway_error_shape
         if caller is None:
-            return outcome_response(invalid_access_token())
+            return outcome_response(gateway_error(401, shape))
         result = self.state.check_throttle(caller)
         if not result.allowed:
             headers = dict(result.headers)
             if self.state.config.send_retry_after:
                 headers["Retry-After"] = str(result.retry_after)
-            return json_response(429, quota_violation(result.identifier), headers)
-        resp = self._rest_route(method, sub, query, body)
+            return json_response(429, gateway_error(429, shape, result.identifier).body, headers)
+        resp = self._safe(lambda: self._rest_route(method, sub, query, body))
         resp.headers.update(result.headers)
         return resp
 
-    def _rest_route(self, method: str, sub: str, query: str, body: bytes) -> Response:  # noqa: PLR0912
+    def _rest_route(self, method: str, sub: str, query: str, body: bytes) -> Response:
         segments = [unquote(s) for s in sub.strip("/").split("/")] if sub.strip("/") else []
-        params = first_values(query)
-        allowed: tuple[str, ...] = ()
+        params = all_values(query)
+        state = self.state
 
-        def parsed_body() -> tuple[Any, Response | None]:
+        def data() -> Any:
             if not body:
-                return None, None
+                raise InvalidInput("A request body is required")
             try:
-                return json.loads(body), None
+                return json.loads(body)
             except ValueError:
-                return None, outcome_response(v2_error(400, "Request body is not valid JSON", "INVALID_ARGUMENT"))
+                raise InvalidInput("Request body is not valid JSON") from None
 
-        if segments[:2] == ["v2", "contacts"] and len(segments) == 2:
-            allowed = ("GET", "POST")
-            if method == "POST":
-                data, err = parsed_body()
-                if err:
-                    return err
-                return outcome_response(self.state.upsert_contact(data, params.get("duplicate_option")))
-            if method == "GET":
-                page = self._paging(params)
-                if isinstance(page, Response):
-                    return page
-                filters = self._filters(params.get("filter"), ("email", "given_name", "family_name"))
-                if isinstance(filters, Response):
-                    return filters
-                return outcome_response(self.state.list_contacts(filters, *page))
-        elif segments[:2] == ["v2", "contacts"] and len(segments) == 3:
-            allowed = ("GET",)
-            if method == "GET":
-                return outcome_response(self.state.get_contact(segments[2]))
-        elif segments[:2] == ["v2", "tags"] and len(segments) == 2:
-            allowed = ("GET", "POST")
-            if method == "POST":
-                data, err = parsed_body()
-                if err:
-                    return err
-                return outcome_response(self.state.create_tag(data))
-            if method == "GET":
-                page = self._paging(params)
-                if isinstance(page, Response):
-                    return page
-                filters = self._filters(params.get("filter"), ("name",))
-                if isinstance(filters, Response):
-                    return filters
-                return outcome_response(self.state.list_tags(filters.get("name"), *page))
-        elif segments[:2] == ["v2", "tags"] and len(segments) == 3:
-            allowed = ("GET",)
-            if method == "GET":
-                return outcome_response(self.state.get_tag(segments[2]))
-        elif segments[:2] == ["v2", "tags"] and len(segments) == 4 and segments[3] == "contacts:applyTags":
-            allowed = ("POST",)
-            if method == "POST":
-                data, err = parsed_body()
-                if err:
-                    return err
-                return outcome_response(self.state.apply_tag(segments[2], data))
-        if allowed:
+        routes: dict[str, Any] = {}
+        if segments[:1] != ["v2"]:
+            pass
+        elif segments[1:] == ["contacts"]:
+            routes = {
+                "GET": lambda: state.list_contacts(params),
+                "POST": lambda: state.upsert_contact(data(), params),
+            }
+        elif segments[1:] == ["contacts:merge"]:
+            routes = {"POST": lambda: state.merge_contacts(data(), params)}
+        elif len(segments) == 3 and segments[1] == "contacts":
+            cid = segments[2]
+            routes = {
+                "GET": lambda: state.get_contact(cid, params),
+                "PATCH": lambda: state.update_contact(cid, data(), params),
+                "DELETE": lambda: state.delete_contact(cid),
+            }
+        elif segments[1:] == ["tags"]:
+            routes = {"GET": lambda: state.list_tags(params), "POST": lambda: state.create_tag(data())}
+        elif len(segments) == 3 and segments[1] == "tags":
+            tid = segments[2]
+            routes = {"GET": lambda: state.get_tag(tid), "DELETE": lambda: state.delete_tag(tid)}
+        elif len(segments) == 4 and segments[1] == "tags" and segments[3] in TAG_CONTACT_ACTIONS:
+            tid, apply = segments[2], segments[3] == "contacts:applyTags"
+            routes = {"POST": lambda: (state.apply_tag if apply else state.remove_tag)(tid, data())}
+        if not routes:
+            return outcome_response(v2_error(404, "Not found", "NOT_FOUND"))
+        if method not in routes:
             resp = outcome_response(v2_error(405, f"Method {method} not allowed", "METHOD_NOT_ALLOWED"))
-            resp.headers["Allow"] = ", ".join(allowed)
+            resp.headers["Allow"] = ", ".join(routes)
             return resp
-        return outcome_response(v2_error(404, "Not found", "NOT_FOUND"))
-
-    @staticmethod
-    def _paging(params: dict[str, str]) -> tuple[int, int] | Response:
-        try:
-            size = int(params.get("page_size") or MAX_PAGE_SIZE)
-            offset = int(params.get("page_token") or 0)
-        except ValueError:
-            return outcome_response(v2_error(400, "Invalid page_size or page_token", "INVALID_ARGUMENT"))
-        if size < 1 or offset < 0:
-            return outcome_response(v2_error(400, "Invalid page_size or page_token", "INVALID_ARGUMENT"))
-        return min(size, MAX_PAGE_SIZE), offset
-
-    @staticmethod
-    def _filters(raw: str | None, allowed: tuple[str, ...]) -> dict[str, str] | Response:
-        """Parse ``field==value[;field==value...]``."""
-        if not raw:
-            return {}
-        out: dict[str, str] = {}
-        for part in raw.split(";"):
-            key, sep, value = part.partition("==")
-            key = key.strip()
-            if not sep or key not in allowed:
-                return outcome_response(v2_error(400, f"Invalid filter: {part}", "INVALID_ARGUMENT"))
-            out[key] = value.strip()
-        return out
+        return outcome_response(routes[method]())
 
     # ------------------------------------------------------------------ control API
     def _control(self, method: str, path: str, query: str, body: bytes) -> Response:  # noqa: PLR0912
         sub = path[len(CONTROL_PREFIX) :].strip("/")
+        parts = [unquote(p) for p in sub.split("/")] if sub else []
         data: Any = {}
         if body:
             try:
@@ -574,12 +603,51 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 if method == "DELETE":
                     state.clear_requests()
                     return json_response(200, {"ok": True})
+            if sub == "contract":
+                if method == "GET":
+                    return json_response(200, state.list_violations())
+                if method == "DELETE":
+                    state.clear_violations()
+                    return json_response(200, {"ok": True})
             if sub == "keys" and method == "POST":
                 return json_response(201, {"key": state.create_key(str(data.get("kind", "sak")))})
             if sub == "revoke" and method == "POST":
                 return json_response(200, state.revoke_all(bool(data.get("include_keys", False))))
+            if sub == "quota" and method == "POST":
+                used, key = data.get("used"), data.get("key")
+                return json_response(200, state.spend_quota(str(data.get("limit", "")), used, key))
+            if parts[:1] in (["contacts"], ["tags"]):
+                return self._control_crm(method, path, parts, data)
         except ConfigError as exc:
             return json_response(400, {"error": str(exc)})
+        return json_response(404, {"error": f"no control route {method} {path}"})
+
+    def _control_crm(self, method: str, path: str, parts: list[str], data: JSON) -> Response:
+        """The customer's own CRM: contacts and tags changed as someone would in Keap's app."""
+        state = self.state
+        try:
+            if parts[:1] == ["contacts"]:
+                if parts == ["contacts"] and method == "POST":
+                    return json_response(201, state.control_create_contact(data))
+                if parts == ["contacts", "merge"] and method == "POST":
+                    return json_response(200, state.control_merge_contacts(data))
+                if len(parts) == 2 and method == "PATCH":
+                    return json_response(200, state.control_update_contact(parts[1], data))
+                if len(parts) == 2 and method == "DELETE":
+                    state.control_delete_contact(parts[1])
+                    return json_response(200, {"ok": True})
+            if parts[:1] == ["tags"]:
+                if parts == ["tags"] and method == "POST":
+                    return json_response(201, state.control_create_tags(data))
+                if len(parts) == 2 and method == "PATCH":
+                    return json_response(200, state.control_update_tag(parts[1], data))
+                if len(parts) == 2 and method == "DELETE":
+                    state.control_delete_tag(parts[1])
+                    return json_response(200, {"ok": True})
+        except ConfigError as exc:
+            return json_response(400, {"error": str(exc)})
+        except NotFound as exc:
+            return json_response(404, {"error": str(exc).strip("'")})
         return json_response(404, {"error": f"no control route {method} {path}"})
 
 

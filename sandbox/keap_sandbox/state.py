@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import random
-import re
 import secrets
 import threading
 import time
@@ -18,14 +17,26 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from keap_sandbox import contract, crm
 from keap_sandbox.clock import SandboxClock
+from keap_sandbox.crm import CONTACT_FIELDS, FILTER_SPLIT_MODES, MAX_PAGE_SIZE, InvalidInput
 from keap_sandbox.throttle import DEFAULT_LIMITS, Throttle, ThrottleResult
 
 JSON = dict[str, Any]
 
-EMAIL_RE = re.compile(r"^[^@\s]+@[^@\s]+\.[^@\s]+$")
-EMAIL_FIELDS = ("EMAIL1", "EMAIL2", "EMAIL3")
-DUPLICATE_OPTIONS = ("Email", "EmailAndName", "EmailAndNameAndCompany")
+#: Settings whose value is one of a few words (where Keap's contract is silent, the sandbox's answer
+#: is a choice; the first word is the default). See ``server.py`` and ``sandbox/README.md``.
+CHOICES: dict[str, tuple[str, ...]] = {
+    "gateway_error_shape": ("fault", "v2"),
+    "upsert_omitted_scalars": ("keep", "clear"),
+    "tag_create_existing": ("conflict_409", "bad_request_400", "existing_200", "existing_201", "duplicate_201"),
+    "tag_name_match": ("exact", "case_insensitive"),
+    "tag_name_too_long": ("truncate", "reject_400"),
+    "filter_value_split": FILTER_SPLIT_MODES,
+    "last_page_token": ("empty", "absent"),
+}
+#: ``apply_tags_missing_contact`` values that fail the whole call instead of reporting per contact.
+APPLY_TAGS_WHOLE_CALL = {"http_404": 404, "http_400": 400}
 
 
 class ConfigError(ValueError):
@@ -49,6 +60,21 @@ class SandboxConfig:
     send_retry_after: bool = True
     deny_all: bool = False
     revoke_access_on_refresh: bool = False
+    # Keap's contract in the loop (contract.py)
+    validate_contract: bool = False
+    contract_strict_properties: bool = True
+    # Answers where the contract is silent
+    gateway_error_shape: str = "fault"
+    upsert_omitted_scalars: str = "keep"
+    apply_tags_already_applied: str = "SUCCESS"
+    apply_tags_missing_contact: str = "CONTACT_DOES_NOT_EXIST"
+    tag_create_existing: str = "conflict_409"
+    tag_name_match: str = "exact"
+    tag_name_too_long: str = "truncate"
+    filter_value_split: str = "semicolon"
+    last_page_token: str = "empty"
+    default_page_size: int = MAX_PAGE_SIZE
+    contact_default_fields: list[str] | None = None
 
     MUTABLE = (
         "expires_in",
@@ -60,6 +86,19 @@ class SandboxConfig:
         "send_retry_after",
         "deny_all",
         "revoke_access_on_refresh",
+        "validate_contract",
+        "contract_strict_properties",
+        "gateway_error_shape",
+        "upsert_omitted_scalars",
+        "apply_tags_already_applied",
+        "apply_tags_missing_contact",
+        "tag_create_existing",
+        "tag_name_match",
+        "tag_name_too_long",
+        "filter_value_split",
+        "last_page_token",
+        "default_page_size",
+        "contact_default_fields",
     )
 
     def to_json(self) -> JSON:
@@ -84,9 +123,32 @@ class SandboxConfig:
                         raise ConfigError(f"limit {name} must be a non-negative integer")
                     merged[name] = limit
                 staged[key] = merged
+            elif key == "contact_default_fields":
+                if value is not None and (
+                    not isinstance(value, list) or not all(isinstance(v, str) and v in CONTACT_FIELDS for v in value)
+                ):
+                    raise ConfigError("contact_default_fields must be null or a list of contact field names")
+                staged[key] = None if value is None else list(value)
+            elif key == "default_page_size":
+                if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_PAGE_SIZE:
+                    raise ConfigError(f"default_page_size must be an integer from 1 to {MAX_PAGE_SIZE}")
+                staged[key] = value
+            elif key in CHOICES:
+                if value not in CHOICES[key]:
+                    raise ConfigError(f"{key} must be one of {', '.join(CHOICES[key])}")
+                staged[key] = value
+            elif key in ("apply_tags_already_applied", "apply_tags_missing_contact"):
+                if not isinstance(value, str) or not value:
+                    raise ConfigError(f"{key} must be a non-empty string")
+                whole_call = key == "apply_tags_missing_contact" and value in APPLY_TAGS_WHOLE_CALL
+                if value.startswith("http_") and not whole_call:
+                    raise ConfigError(f"{key}: whole-call answers are {', '.join(APPLY_TAGS_WHOLE_CALL)}")
+                staged[key] = value
             elif isinstance(current, bool):
                 if not isinstance(value, bool):
                     raise ConfigError(f"{key} must be a boolean")
+                if key == "validate_contract" and value and not contract.available():
+                    raise ConfigError("validate_contract needs openapi-core (pip install -r requirements-dev.txt)")
                 staged[key] = value
             elif isinstance(current, (int, float)):
                 if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
@@ -157,15 +219,52 @@ class Fault:
 
 @dataclass
 class Outcome:
-    """What an operation answers: status, JSON body and extra headers."""
+    """What an operation answers: status, JSON body and extra headers.
+
+    ``off_spec`` marks an answer that contradicts Keap's contract *because a setting asked for it*
+    (e.g. ``tag_create_existing: existing_200``); the contract checker does not report those.
+    """
 
     status: int
     body: Any
     headers: dict[str, str] = field(default_factory=dict)
+    off_spec: bool = False
 
 
-def v2_error(status: int, message: str, code_name: str, details: bool = True) -> Outcome:
-    body: JSON = {"code": status, "message": message, "status": code_name}
+STATUS_NAMES = {
+    400: "INVALID_ARGUMENT",
+    401: "UNAUTHENTICATED",
+    403: "PERMISSION_DENIED",
+    404: "NOT_FOUND",
+    405: "METHOD_NOT_ALLOWED",
+    409: "ALREADY_EXISTS",
+    429: "RESOURCE_EXHAUSTED",
+    500: "INTERNAL",
+    501: "UNIMPLEMENTED",
+    502: "UNAVAILABLE",
+    503: "UNAVAILABLE",
+    504: "DEADLINE_EXCEEDED",
+}
+
+#: Statuses the API gateway in front of Keap answers itself (bad token, quota, upstream trouble).
+GATEWAY_STATUSES = (401, 429, 502, 503, 504)
+GATEWAY_ERRORCODES = {
+    502: "messaging.adaptors.http.flow.BadGateway",
+    503: "messaging.adaptors.http.flow.ServiceUnavailable",
+    504: "messaging.adaptors.http.flow.GatewayTimeout",
+}
+GATEWAY_PHRASES = {
+    401: "Invalid access token",
+    429: "Quota Exceeded",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+def v2_error(status: int, message: str, code_name: str | None = None, details: bool = True) -> Outcome:
+    """An error in v2's ``Error`` shape: ``code`` (integer), ``message``, ``status``, ``details`` (array)."""
+    body: JSON = {"code": status, "message": message, "status": code_name or STATUS_NAMES.get(status, "UNKNOWN")}
     if details:
         body["details"] = []
     return Outcome(status, body)
@@ -175,25 +274,44 @@ def oauth_error(status: int, error: str, description: str) -> Outcome:
     return Outcome(status, {"error": error, "error_description": description})
 
 
-def invalid_access_token() -> Outcome:
-    return Outcome(
-        401,
-        {
+def gateway_error(status: int, shape: str, identifier: str = "") -> Outcome:
+    """A gateway answer (401/429/502/503/504) in the configured ``gateway_error_shape``.
+
+    ``fault``: the gateway's own ``{"fault": {...}}`` bodies as seen in the wild (not in the spec);
+    ``v2``: v2's ``Error`` shape (for 429 the message and status of the 429 seen in the wild, with
+    ``code`` an integer and ``details`` an array as the ``Error`` schema wants).
+    """
+    if shape == "v2":
+        if status == 429:
+            return v2_error(429, "Quota Exceeded", "Request Throttled")
+        return v2_error(status, GATEWAY_PHRASES.get(status, "Error"))
+    if status == 401:
+        body: JSON = {
             "fault": {
                 "faultstring": "Invalid access token",
                 "detail": {"errorcode": "keymanagement.service.invalid_access_token"},
             }
-        },
-    )
-
-
-def quota_violation(identifier: str) -> JSON:
-    return {
-        "fault": {
-            "faultstring": ("Rate limit quota violation. Quota limit  exceeded. Identifier : " + identifier),
-            "detail": {"errorcode": "policies.ratelimit.QuotaViolation"},
         }
-    }
+    elif status == 429:
+        body = {
+            "fault": {
+                "faultstring": "Rate limit quota violation. Quota limit  exceeded. Identifier : " + identifier,
+                "detail": {"errorcode": "policies.ratelimit.QuotaViolation"},
+            }
+        }
+    else:
+        body = {
+            "fault": {
+                "faultstring": GATEWAY_PHRASES.get(status, "Error"),
+                "detail": {"errorcode": GATEWAY_ERRORCODES.get(status, "messaging.adaptors.http.flow.Error")},
+            }
+        }
+    return Outcome(status, body)
+
+
+def is_gateway_fault(status: int, body: Any) -> bool:
+    """A gateway status answered in the gateway's ``{"fault": ...}`` shape."""
+    return status in GATEWAY_STATUSES and isinstance(body, dict) and isinstance(body.get("fault"), dict)
 
 
 def iso_time(epoch: float) -> str:
@@ -235,10 +353,12 @@ class SandboxState:
         self.faults: list[Fault] = []
         self.next_fault_id = 1
         self.request_log: list[JSON] = []
+        self.violations: list[JSON] = []
         self.throttle.reset()
 
     def reset(self) -> None:
-        """Forget all data, tokens, keys, faults and the request log; rewind the clock."""
+        """Forget all data, tokens, keys, faults, the request log and recorded contract violations;
+        rewind the clock."""
         with self.lock:
             self._clear()
             self.clock.reset()
@@ -261,6 +381,7 @@ class SandboxState:
                     "refreshes": self.refreshes,
                     "code_exchanges": self.code_exchanges,
                 },
+                "contract": {"validating": self.config.validate_contract, "violations": len(self.violations)},
             }
 
     def get_config(self) -> JSON:
@@ -284,6 +405,40 @@ class SandboxState:
     def clear_requests(self) -> None:
         with self.lock:
             self.request_log.clear()
+
+    # ------------------------------------------------------------------ contract violations
+    def record_violations(self, found: list[JSON]) -> None:
+        with self.lock:
+            self.violations.extend(found)
+
+    def list_violations(self) -> list[JSON]:
+        with self.lock:
+            return [dict(v) for v in self.violations]
+
+    def clear_violations(self) -> None:
+        with self.lock:
+            self.violations.clear()
+
+    # ------------------------------------------------------------------ quotas
+    def spend_quota(self, limit: str, used: int | None = None, key: str | None = None) -> JSON:
+        """Set a minute or day counter (``oauth_per_day``, ``key_per_minute``, ``tenant_per_day``, ...) of
+        the current window to ``used`` (default: the whole limit, i.e. spent), so that requests over it
+        answer 429 until the window resets (days at 00:00 UTC, on the sandbox clock)."""
+        scope, _, window = limit.partition("_per_")
+        if limit not in DEFAULT_LIMITS or window not in ("minute", "day"):
+            raise ConfigError("limit must be one of oauth|key|tenant _per_ minute|day")
+        with self.lock:
+            if scope == "key":
+                if key is None or key not in self.keys:
+                    raise ConfigError("key_* limits need an existing key")
+                identity = key
+            else:
+                identity = self.config.client_id if scope == "oauth" else self.config.tenant
+            value = self.config.limits[limit] if used is None else used
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ConfigError("used must be a non-negative integer")
+            resets_ms = self.throttle.preset(f"{scope}_{window}", identity, self.clock.now(), value)
+            return {"limit": limit, "identity": identity, "used": value, "resets_at_ms": resets_ms}
 
     # ------------------------------------------------------------------ faults
     def add_fault(self, spec: JSON) -> JSON:
@@ -478,204 +633,386 @@ class SandboxState:
                 enforce=self.config.throttle,
             )
 
-    # ------------------------------------------------------------------ contacts
-    def _validate_contact(self, body: JSON) -> tuple[JSON, Outcome | None]:  # noqa: PLR0912
-        clean: JSON = {}
-        if "given_name" in body:
-            given = body["given_name"]
-            if given is not None and not isinstance(given, str):
-                return clean, v2_error(400, "given_name must be a string", "INVALID_ARGUMENT")
-            if given is not None and len(given) > 40:
-                return clean, v2_error(400, "given_name must be at most 40 characters", "INVALID_ARGUMENT")
-            clean["given_name"] = given
-        if "family_name" in body:
-            family = body["family_name"]
-            if family is not None and not isinstance(family, str):
-                return clean, v2_error(400, "family_name must be a string", "INVALID_ARGUMENT")
-            clean["family_name"] = family
-        if "email_addresses" in body:
-            emails = body["email_addresses"]
-            if not isinstance(emails, list):
-                return clean, v2_error(400, "email_addresses must be a list", "INVALID_ARGUMENT")
-            out: list[JSON] = []
-            seen: set[str] = set()
-            for item in emails:
-                if not isinstance(item, dict) or not isinstance(item.get("email"), str):
-                    return clean, v2_error(400, "email_addresses entries need an email", "INVALID_ARGUMENT")
-                email = item["email"].strip()
-                fld = item.get("field", "EMAIL1")
-                if fld not in EMAIL_FIELDS:
-                    return clean, v2_error(400, f"Invalid email field: {fld}", "INVALID_ARGUMENT")
-                if fld in seen:
-                    return clean, v2_error(400, f"Duplicate email field: {fld}", "INVALID_ARGUMENT")
-                seen.add(fld)
-                if fld == "EMAIL1" and len(email) > 75:
-                    return clean, v2_error(400, "EMAIL1 must be at most 75 characters", "INVALID_ARGUMENT")
-                if not EMAIL_RE.match(email):
-                    return clean, v2_error(400, f"Invalid email address: {email}", "INVALID_ARGUMENT")
-                out.append({"email": email, "field": fld})
-            clean["email_addresses"] = out
-        for key in ("phone_numbers", "addresses"):
-            if key in body:
-                value = body[key]
-                if not isinstance(value, list) or not all(isinstance(v, dict) for v in value):
-                    return clean, v2_error(400, f"{key} must be a list of objects", "INVALID_ARGUMENT")
-                clean[key] = [dict(v) for v in value]
-        if "company" in body:
-            clean["company"] = body["company"]
-        return clean, None
+    # ------------------------------------------------------------------ contacts (REST)
+    def _now_iso(self) -> str:
+        return iso_time(self.clock.now())
 
-    @staticmethod
-    def _primary_email(contact: JSON) -> str | None:
-        emails = contact.get("email_addresses") or []
-        for item in emails:
-            if item.get("field") == "EMAIL1":
-                return str(item["email"])
-        return str(emails[0]["email"]) if emails else None
+    def _fields(self, query: Query) -> list[str] | None:
+        fields = crm.parse_fields(query.get("fields", []))
+        return self.config.contact_default_fields if fields is None else fields
+
+    def _new_contact(self, clean: JSON, tag_ids: list[str] | None = None, contact_id: str | None = None) -> JSON:
+        if contact_id is None:
+            contact_id = str(self.next_contact_id)
+        self.next_contact_id = max(self.next_contact_id, int(contact_id) + 1)
+        now = self._now_iso()
+        contact: JSON = {"id": contact_id}
+        crm.apply_changes(contact, clean)
+        contact.update({"tag_ids": list(tag_ids or []), "create_time": now, "update_time": now})
+        self.contacts[contact_id] = contact
+        return contact
 
     def _find_duplicate(self, clean: JSON, option: str) -> JSON | None:
-        email = self._primary_email(clean)
-        if email is None:
-            return None
-        for contact in self.contacts.values():
-            if not any(e["email"].lower() == email.lower() for e in contact["email_addresses"]):
-                continue
-            if option in ("EmailAndName", "EmailAndNameAndCompany"):
-                same_name = all(
-                    (contact.get(k) or "").lower() == (clean.get(k) or "").lower()
-                    for k in ("given_name", "family_name")
-                )
-                if not same_name:
-                    continue
-            if option == "EmailAndNameAndCompany" and contact.get("company") != clean.get("company"):
-                continue
-            return contact
+        for contact in crm.sort_items(list(self.contacts.values()), None, crm.CONTACT_ORDER_FIELDS):
+            if crm.matches_duplicate(contact, clean, option):
+                return contact
         return None
 
-    def upsert_contact(self, body: Any, duplicate_option: str | None) -> Outcome:
-        if not isinstance(body, dict):
-            return v2_error(400, "Request body must be a JSON object", "INVALID_ARGUMENT")
-        if duplicate_option is not None and duplicate_option not in DUPLICATE_OPTIONS:
-            return v2_error(400, f"Invalid duplicate_option: {duplicate_option}", "INVALID_ARGUMENT")
-        clean, err = self._validate_contact(body)
-        if err is not None:
-            return err
+    def upsert_contact(self, body: Any, query: Query) -> Outcome:
+        """``createContact``: 201 created, or with ``duplicate_option`` 200 when an existing contact was
+        updated: list properties sent replace the stored lists, scalars not sent are kept (setting
+        ``upsert_omitted_scalars: clear`` removes them)."""
+        option = _first(query, "duplicate_option")
+        if option is not None and option not in crm.DUPLICATE_OPTIONS:
+            raise InvalidInput(f"Invalid duplicate_option: {option}")
         with self.lock:
-            now = iso_time(self.clock.now())
-            existing = self._find_duplicate(clean, duplicate_option) if duplicate_option else None
+            fields = self._fields(query)
+            now = self._now_iso()
+            clean = crm.clean_contact_request(body, now)
+            existing = self._find_duplicate(clean, option) if option else None
             if existing is not None:
-                existing.update(clean)
+                crm.apply_changes(existing, clean)
+                if self.config.upsert_omitted_scalars == "clear":
+                    for key in crm.CONTACT_SCALARS:
+                        if key not in clean:
+                            existing.pop(key, None)
                 existing["update_time"] = now
-                return Outcome(200, dict(existing))
-            if not (clean.get("email_addresses") or clean.get("phone_numbers") or clean.get("addresses")):
-                return v2_error(
-                    400,
-                    "A contact needs at least one email address, phone number or address",
-                    "INVALID_ARGUMENT",
-                )
-            cid = str(self.next_contact_id)
-            self.next_contact_id += 1
-            contact: JSON = {
-                "id": cid,
-                "given_name": clean.get("given_name"),
-                "family_name": clean.get("family_name"),
-                "email_addresses": clean.get("email_addresses", []),
-                "phone_numbers": clean.get("phone_numbers", []),
-                "addresses": clean.get("addresses", []),
-                "tag_ids": [],
-                "create_time": now,
-                "update_time": now,
-            }
-            if "company" in clean:
-                contact["company"] = clean["company"]
-            self.contacts[cid] = contact
-            return Outcome(201, dict(contact))
+                return Outcome(200, crm.project(existing, fields))
+            if not crm.has_reachable_data({k: v for k, v in clean.items() if v is not None}):
+                raise InvalidInput("A contact needs at least one email address, phone number or address")
+            return Outcome(201, crm.project(self._new_contact(clean), fields))
 
-    def get_contact(self, contact_id: str) -> Outcome:
+    def update_contact(self, contact_id: str, body: Any, query: Query) -> Outcome:
+        """``updateContact`` (PATCH): without ``update_mask`` every property sent is updated (lists
+        replace); with it only the masked properties are, and a masked property the body lacks is
+        cleared. Masked read-only properties (``id``, ``tag_ids``, ...) are ignored."""
         with self.lock:
+            fields = self._fields(query)
+            mask = crm.parse_update_mask(query.get("update_mask", []))
             contact = self.contacts.get(contact_id)
             if contact is None:
-                return v2_error(404, "Contact not found", "NOT_FOUND", details=False)
-            return Outcome(200, dict(contact))
+                return v2_error(404, "Contact not found", "NOT_FOUND")
+            now = self._now_iso()
+            clean = crm.clean_contact_request(body, now)
+            if mask is not None:
+                clean = {k: clean.get(k) for k in mask if k in WRITABLE_CONTACT_FIELDS}
+            crm.apply_changes(contact, clean)
+            contact["update_time"] = now
+            return Outcome(200, crm.project(contact, fields))
 
-    def list_contacts(self, filters: dict[str, str], page_size: int, offset: int) -> Outcome:
+    def get_contact(self, contact_id: str, query: Query) -> Outcome:
         with self.lock:
-            found = []
-            for contact in self.contacts.values():
-                ok = True
-                for key, value in filters.items():
-                    if key == "email":
-                        ok = any(e["email"].lower() == value.lower() for e in contact["email_addresses"])
-                    else:
-                        ok = (contact.get(key) or "") == value
-                    if not ok:
-                        break
-                if ok:
-                    found.append(dict(contact))
-        return _page("contacts", found, page_size, offset)
+            fields = self._fields(query)
+            contact = self.contacts.get(contact_id)
+            if contact is None:
+                return v2_error(404, "Contact not found", "NOT_FOUND")
+            return Outcome(200, crm.project(contact, fields))
 
-    # ------------------------------------------------------------------ tags
-    def list_tags(self, name: str | None, page_size: int, offset: int) -> Outcome:
+    def list_contacts(self, query: Query) -> Outcome:
+        raw_filter, order_by = _first(query, "filter"), _first(query, "order_by")
+        terms = crm.parse_filter(
+            raw_filter,
+            crm.CONTACT_FILTERS_DOCUMENTED,
+            crm.CONTACT_FILTERS_MODELLED,
+            self.config.filter_value_split,
+            crm.contact_operators,
+        )
+        size = crm.page_size(_first(query, "page_size"), self.config.default_page_size)
+        scope = f"contacts|{raw_filter}|{order_by}"
+        token = _first(query, "page_token")
+        offset = crm.decode_page_token(token, scope) if token else 0
         with self.lock:
-            found = [dict(t) for t in self.tags.values() if name is None or t["name"] == name]
-        return _page("tags", found, page_size, offset)
+            fields = self._fields(query)
+            found = [c for c in self.contacts.values() if crm.contact_matches(c, terms)]
+            items = [crm.project(c, fields) for c in crm.sort_items(found, order_by, crm.CONTACT_ORDER_FIELDS)]
+            return Outcome(200, crm.page("contacts", items, size, offset, scope, self.config.last_page_token))
+
+    def delete_contact(self, contact_id: str) -> Outcome:
+        with self.lock:
+            if self.contacts.pop(contact_id, None) is None:
+                return v2_error(404, "Contact not found", "NOT_FOUND")
+            return Outcome(204, None)
+
+    def _merge(self, primary_id: str, duplicate_id: str) -> JSON | Outcome:
+        if primary_id == duplicate_id:
+            return v2_error(400, "A contact cannot be merged into itself", "INVALID_ARGUMENT")
+        primary, duplicate = self.contacts.get(primary_id), self.contacts.get(duplicate_id)
+        if primary is None or duplicate is None:
+            return v2_error(404, f"Contact not found: {primary_id if primary is None else duplicate_id}", "NOT_FOUND")
+        crm.merge_into(primary, duplicate)
+        del self.contacts[duplicate_id]
+        primary["update_time"] = self._now_iso()
+        return primary
+
+    def merge_contacts(self, body: Any, query: Query) -> Outcome:
+        """``mergeContacts``: ``duplicate_contact_id`` is merged into ``contact_id``, which survives;
+        the duplicate's id stops existing. Answers the merged contact."""
+        if not isinstance(body, dict):
+            raise InvalidInput("Request body must be a JSON object")
+        ids = [_id_value(body.get(k), k) for k in ("contact_id", "duplicate_contact_id")]
+        with self.lock:
+            fields = self._fields(query)
+            merged = self._merge(ids[0], ids[1])
+            if isinstance(merged, Outcome):
+                return merged
+            return Outcome(200, crm.project(merged, fields))
+
+    # ------------------------------------------------------------------ tags (REST)
+    def _tag_by_name(self, name: str) -> JSON | None:
+        ci = self.config.tag_name_match == "case_insensitive"
+        for tag in crm.sort_items(list(self.tags.values()), None, crm.TAG_ORDER_FIELDS):
+            if crm.text_match(tag["name"], name, wildcard=False, case_insensitive=ci):
+                return tag
+        return None
+
+    def _new_tag(self, clean: JSON) -> JSON:
+        tag_id = str(self.next_tag_id)
+        self.next_tag_id += 1
+        now = self._now_iso()
+        tag: JSON = {"id": tag_id, **clean, "create_time": now, "update_time": now}
+        self.tags[tag_id] = tag
+        return tag
+
+    def list_tags(self, query: Query) -> Outcome:
+        raw_filter, order_by = _first(query, "filter"), _first(query, "order_by")
+        terms = crm.parse_filter(
+            raw_filter, crm.TAG_FILTERS, crm.TAG_FILTERS, self.config.filter_value_split, crm.tag_operators
+        )
+        size = crm.page_size(_first(query, "page_size"), self.config.default_page_size)
+        scope = f"tags|{raw_filter}|{order_by}"
+        token = _first(query, "page_token")
+        offset = crm.decode_page_token(token, scope) if token else 0
+        with self.lock:
+            ci = self.config.tag_name_match == "case_insensitive"
+            found = [dict(t) for t in self.tags.values() if crm.tag_matches(t, terms, ci)]
+            items = crm.sort_items(found, order_by, crm.TAG_ORDER_FIELDS)
+            return Outcome(200, crm.page("tags", items, size, offset, scope, self.config.last_page_token))
 
     def get_tag(self, tag_id: str) -> Outcome:
         with self.lock:
             tag = self.tags.get(tag_id)
             if tag is None:
-                return v2_error(404, "Tag not found", "NOT_FOUND", details=False)
+                return v2_error(404, "Tag not found", "NOT_FOUND")
             return Outcome(200, dict(tag))
 
     def create_tag(self, body: Any) -> Outcome:
-        if not isinstance(body, dict):
-            return v2_error(400, "Request body must be a JSON object", "INVALID_ARGUMENT")
-        name = body.get("name")
-        if not isinstance(name, str) or not name.strip():
-            return v2_error(400, "name is required", "INVALID_ARGUMENT")
-        if len(name) > 255:
-            return v2_error(400, "name must be at most 255 characters", "INVALID_ARGUMENT")
-        description = body.get("description")
-        if description is not None and not isinstance(description, str):
-            return v2_error(400, "description must be a string", "INVALID_ARGUMENT")
+        """``createTag``: 201 with the new tag. A name that exists already answers as
+        ``tag_create_existing`` says (409 by default)."""
+        clean = crm.clean_tag_request(body, self.config.tag_name_too_long)
         with self.lock:
-            if any(t["name"] == name for t in self.tags.values()):
-                return v2_error(409, "Tag with name already exists", "ALREADY_EXISTS", details=False)
-            tid = str(self.next_tag_id)
-            self.next_tag_id += 1
-            tag = {"id": tid, "name": name, "description": description}
-            self.tags[tid] = tag
-            return Outcome(201, dict(tag))
+            existing = self._tag_by_name(clean["name"])
+            if existing is not None:
+                mode = self.config.tag_create_existing
+                if mode == "conflict_409":
+                    return v2_error(409, "Tag with name already exists", "ALREADY_EXISTS")
+                if mode == "bad_request_400":
+                    return v2_error(400, "Tag with name already exists", "INVALID_ARGUMENT")
+                if mode == "existing_200":  # createTag documents 201 only
+                    return Outcome(200, dict(existing), off_spec=True)
+                if mode == "existing_201":
+                    return Outcome(201, dict(existing))
+            return Outcome(201, dict(self._new_tag(clean)))
+
+    def delete_tag(self, tag_id: str) -> Outcome:
+        with self.lock:
+            if not self._drop_tag(tag_id):
+                return v2_error(404, "Tag not found", "NOT_FOUND")
+            return Outcome(204, None)
+
+    def _drop_tag(self, tag_id: str) -> bool:
+        if self.tags.pop(tag_id, None) is None:
+            return False
+        for contact in self.contacts.values():
+            if tag_id in contact["tag_ids"]:
+                contact["tag_ids"] = [t for t in contact["tag_ids"] if t != tag_id]
+        return True
+
+    @staticmethod
+    def _contact_ids(body: Any) -> list[str]:
+        """``ApplyRemoveTagRequest.contact_ids`` (required; strings, unique). Numbers are tolerated and
+        repeated ids collapsed (the validator reports both); an empty list is refused."""
+        if not isinstance(body, dict):
+            raise InvalidInput("Request body must be a JSON object")
+        ids = body.get("contact_ids")
+        if not isinstance(ids, list) or not ids:
+            raise InvalidInput("contact_ids must be a non-empty list")
+        return list(dict.fromkeys(_id_value(i, "contact_ids[]") for i in ids))
 
     def apply_tag(self, tag_id: str, body: Any) -> Outcome:
-        if not isinstance(body, dict):
-            return v2_error(400, "Request body must be a JSON object", "INVALID_ARGUMENT")
-        ids = body.get("contact_ids")
-        if (
-            not isinstance(ids, list)
-            or not ids
-            or not all(isinstance(i, (str, int)) and not isinstance(i, bool) for i in ids)
-        ):
-            return v2_error(400, "contact_ids must be a non-empty list", "INVALID_ARGUMENT")
+        """``applyTags``: 200 ``{"results": {contact_id: string}}``: ``SUCCESS`` when applied now;
+        ``apply_tags_already_applied`` for a contact that has the tag already;
+        ``apply_tags_missing_contact`` for an unknown contact id (``http_404``/``http_400``: the whole
+        call fails and nothing is applied). An unknown tag is a 404."""
+        ids = self._contact_ids(body)
         with self.lock:
             if tag_id not in self.tags:
-                return v2_error(404, "Tag not found", "NOT_FOUND", details=False)
+                return v2_error(404, "Tag not found", "NOT_FOUND")
+            missing = [cid for cid in ids if cid not in self.contacts]
+            whole = APPLY_TAGS_WHOLE_CALL.get(self.config.apply_tags_missing_contact)
+            if missing and whole is not None:
+                return v2_error(whole, f"Contact not found: {', '.join(missing)}")
             results: dict[str, str] = {}
-            now = iso_time(self.clock.now())
-            for raw in ids:
-                cid = str(raw)
+            now = self._now_iso()
+            for cid in ids:
                 contact = self.contacts.get(cid)
                 if contact is None:
-                    results[cid] = "NOT_FOUND"
-                    continue
-                if tag_id not in contact["tag_ids"]:
+                    results[cid] = self.config.apply_tags_missing_contact
+                elif tag_id in contact["tag_ids"]:
+                    results[cid] = self.config.apply_tags_already_applied
+                else:
                     contact["tag_ids"] = [*contact["tag_ids"], tag_id]
                     contact["update_time"] = now
-                results[cid] = "SUCCESS"
+                    results[cid] = "SUCCESS"
             return Outcome(200, {"results": results})
 
+    def remove_tag(self, tag_id: str, body: Any) -> Outcome:
+        """``removeTags``: 204; contacts without the tag, and unknown ids, are passed over."""
+        ids = self._contact_ids(body)
+        with self.lock:
+            if tag_id not in self.tags:
+                return v2_error(404, "Tag not found", "NOT_FOUND")
+            for cid in ids:
+                contact = self.contacts.get(cid)
+                if contact is not None and tag_id in contact["tag_ids"]:
+                    contact["tag_ids"] = [t for t in contact["tag_ids"] if t != tag_id]
+                    contact["update_time"] = self._now_iso()
+            return Outcome(204, None)
 
-def _page(key: str, items: list[JSON], page_size: int, offset: int) -> Outcome:
-    chunk = items[offset : offset + page_size]
-    nxt = offset + page_size
-    return Outcome(200, {key: chunk, "next_page_token": str(nxt) if nxt < len(items) else ""})
+    # ------------------------------------------------------------------ the customer's CRM (control API)
+    def _control_contact_data(self, data: JSON) -> tuple[JSON, list[str] | None]:
+        """Contact properties plus ``tag_ids`` (existing tags) and ``tag_names`` (created if missing)."""
+        data = dict(data)
+        tag_ids, tag_names = data.pop("tag_ids", None), data.pop("tag_names", None)
+        unknown = set(data) - set(WRITABLE_CONTACT_FIELDS)
+        if unknown:
+            raise ConfigError(f"not contact properties: {sorted(unknown)}")
+        try:
+            clean = crm.clean_contact_request(data, self._now_iso())
+        except InvalidInput as exc:
+            raise ConfigError(str(exc)) from None
+        if tag_ids is None and tag_names is None:
+            return clean, None
+        resolved: list[str] = []
+        for tid in tag_ids or []:
+            if str(tid) not in self.tags:
+                raise NotFound(f"no tag {tid}")
+            resolved.append(str(tid))
+        for name in tag_names or []:
+            if not isinstance(name, str) or not name:
+                raise ConfigError("tag_names must be non-empty strings")
+            tag = self._tag_by_name(name) or self._new_tag({"name": name})
+            resolved.append(tag["id"])
+        return clean, list(dict.fromkeys(resolved))
+
+    def control_create_contact(self, data: JSON) -> JSON:
+        """Create a contact with any data (several e-mails, phones, tags), bypassing REST."""
+        with self.lock:
+            contact_id = data.get("id")
+            if contact_id is not None and (not str(contact_id).isdigit() or str(contact_id) in self.contacts):
+                raise ConfigError("id must be a new numeric id")
+            clean, tag_ids = self._control_contact_data({k: v for k, v in data.items() if k != "id"})
+            return dict(self._new_contact(clean, tag_ids, None if contact_id is None else str(contact_id)))
+
+    def control_update_contact(self, contact_id: str, data: JSON) -> JSON:
+        """Change a contact as the customer would in Keap: properties given replace, ``null`` removes,
+        ``tag_ids``/``tag_names`` replace the contact's tags."""
+        with self.lock:
+            contact = self.contacts.get(contact_id)
+            if contact is None:
+                raise NotFound(f"no contact {contact_id}")
+            clean, tag_ids = self._control_contact_data(data)
+            crm.apply_changes(contact, clean)
+            if tag_ids is not None:
+                contact["tag_ids"] = tag_ids
+            contact["update_time"] = self._now_iso()
+            return dict(contact)
+
+    def control_delete_contact(self, contact_id: str) -> None:
+        with self.lock:
+            if self.contacts.pop(contact_id, None) is None:
+                raise NotFound(f"no contact {contact_id}")
+
+    def control_merge_contacts(self, data: JSON) -> JSON:
+        """Merge as the customer would in Keap: ``duplicate_contact_id`` into ``contact_id``."""
+        with self.lock:
+            try:
+                ids = [_id_value(data.get(k), k) for k in ("contact_id", "duplicate_contact_id")]
+            except InvalidInput as exc:
+                raise ConfigError(str(exc)) from None
+            merged = self._merge(ids[0], ids[1])
+            if isinstance(merged, Outcome):
+                raise (NotFound if merged.status == 404 else ConfigError)(merged.body["message"])
+            return dict(merged)
+
+    def control_create_tags(self, data: JSON) -> JSON:
+        """``{"name", "description"?, "category"?}``, ``{"names": [...]}`` or ``{"prefix", "count"}``
+        (many tags at once); ``allow_duplicate: true`` permits a name that exists."""
+        allow_duplicate = bool(data.get("allow_duplicate", False))
+        if "count" in data:
+            count, prefix = data["count"], data.get("prefix", "tag-")
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 < count <= 100_000:
+                raise ConfigError("count must be an integer from 1 to 100000")
+            width = len(str(count))
+            specs: list[JSON] = [{"name": f"{prefix}{i:0{width}d}"} for i in range(1, count + 1)]
+        elif "names" in data:
+            if not isinstance(data["names"], list):
+                raise ConfigError("names must be a list")
+            specs = [{"name": n} for n in data["names"]]
+        else:
+            specs = [{k: v for k, v in data.items() if k in ("name", "description", "category")}]
+        with self.lock:
+            created: list[JSON] = []
+            for spec in specs:
+                try:
+                    clean = crm.clean_tag_request(spec, "reject_400")
+                except InvalidInput as exc:
+                    raise ConfigError(str(exc)) from None
+                if not allow_duplicate and self._tag_by_name(clean["name"]) is not None:
+                    raise ConfigError(f"a tag named {clean['name']!r} exists (allow_duplicate: true permits it)")
+                created.append(dict(self._new_tag(clean)))
+            return {"tags": created}
+
+    def control_update_tag(self, tag_id: str, data: JSON) -> JSON:
+        """Rename a tag or change its description, as the customer would in Keap."""
+        with self.lock:
+            tag = self.tags.get(tag_id)
+            if tag is None:
+                raise NotFound(f"no tag {tag_id}")
+            try:
+                clean = crm.clean_tag_request({"name": tag["name"], **data}, "reject_400")
+            except InvalidInput as exc:
+                raise ConfigError(str(exc)) from None
+            other = self._tag_by_name(clean["name"])
+            if other is not None and other is not tag and not data.get("allow_duplicate"):
+                raise ConfigError(f"a tag named {clean['name']!r} exists (allow_duplicate: true permits it)")
+            tag.update(clean)
+            if data.get("description", "") is None:
+                tag.pop("description", None)
+            tag["update_time"] = self._now_iso()
+            return dict(tag)
+
+    def control_delete_tag(self, tag_id: str) -> None:
+        with self.lock:
+            if not self._drop_tag(tag_id):
+                raise NotFound(f"no tag {tag_id}")
+
+
+Query = dict[str, list[str]]
+
+WRITABLE_CONTACT_FIELDS = (*crm.CONTACT_SCALARS, *crm.CONTACT_LISTS, *crm.CONTACT_OBJECTS)
+
+
+class NotFound(LookupError):
+    """A control-API request named a contact or tag that does not exist (404)."""
+
+
+def _first(query: Query, name: str) -> str | None:
+    values = query.get(name)
+    return values[0] if values else None
+
+
+def _id_value(value: Any, where: str) -> str:
+    """An id given as a string (as the spec types ids) or, tolerated, as a number."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)) or str(value) == "":
+        raise InvalidInput(f"{where} must be an id")
+    return str(value)

@@ -26,7 +26,7 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 from keap_sandbox.server import SandboxHTTPServer, make_server
 from keap_sandbox.state import SandboxConfig, SandboxState
 
-__all__ = ["SandboxControl", "SandboxControlError", "SandboxHandle", "start_sandbox"]
+__all__ = ["SandboxControl", "SandboxControlError", "SandboxHandle", "describe_violations", "start_sandbox"]
 
 
 class SandboxControlError(RuntimeError):
@@ -109,8 +109,7 @@ class SandboxControl:
         return result
 
     def configure(self, **changes: Any) -> dict[str, Any]:
-        """Partial config update: expires_in, refresh_token_max_age, code_lifetime, latency_ms,
-        throttle, limits (partial dict), send_retry_after, deny_all, revoke_access_on_refresh."""
+        """Partial config update of any key of :attr:`SandboxConfig.MUTABLE` (see ``server.py``)."""
         result: dict[str, Any] = self._call("POST", "/config", changes)
         return result
 
@@ -162,6 +161,71 @@ class SandboxControl:
     def clear_requests(self) -> None:
         self._call("DELETE", "/requests")
 
+    # ------------------------------------------------------------------ Keap's contract
+    def contract_violations(self) -> list[dict[str, Any]]:
+        """Requests and answers that broke Keap's contract since the last reset/clear (each: kind,
+        check, method, path, query, status, operation, message, errors)."""
+        result: list[dict[str, Any]] = self._call("GET", "/contract")
+        return result
+
+    def clear_contract_violations(self) -> None:
+        self._call("DELETE", "/contract")
+
+    # ------------------------------------------------------------------ the customer's CRM
+    def create_contact(self, **data: Any) -> dict[str, Any]:
+        """Create a contact as the customer would in Keap (no REST, no validation): any
+        ``CreateUpdateContactRequest`` property, plus ``tag_ids``, ``tag_names`` (created if missing)
+        and optionally ``id``."""
+        result: dict[str, Any] = self._call("POST", "/contacts", data)
+        return result
+
+    def update_contact(self, contact_id: str, **data: Any) -> dict[str, Any]:
+        """Change a contact: properties given replace (lists too), ``None`` removes; ``tag_ids`` /
+        ``tag_names`` replace its tags."""
+        result: dict[str, Any] = self._call("PATCH", f"/contacts/{contact_id}", data)
+        return result
+
+    def delete_contact(self, contact_id: str) -> None:
+        self._call("DELETE", f"/contacts/{contact_id}")
+
+    def merge_contacts(self, contact_id: str, duplicate_contact_id: str) -> dict[str, Any]:
+        """Merge ``duplicate_contact_id`` into ``contact_id`` (which survives); returns the result."""
+        body = {"contact_id": contact_id, "duplicate_contact_id": duplicate_contact_id}
+        result: dict[str, Any] = self._call("POST", "/contacts/merge", body)
+        return result
+
+    def create_tag(self, name: str, **extra: Any) -> dict[str, Any]:
+        """One tag (``description``, ``category``, ``allow_duplicate`` optional)."""
+        result: dict[str, Any] = self._call("POST", "/tags", {"name": name, **extra})["tags"][0]
+        return result
+
+    def create_tags(self, count: int, prefix: str = "tag-") -> list[dict[str, Any]]:
+        """``count`` tags named ``prefix`` + a zero-padded number (e.g. 2,500 to see several pages)."""
+        result: list[dict[str, Any]] = self._call("POST", "/tags", {"count": count, "prefix": prefix})["tags"]
+        return result
+
+    def update_tag(self, tag_id: str, **changes: Any) -> dict[str, Any]:
+        """Rename a tag (``name``) or change its ``description``."""
+        result: dict[str, Any] = self._call("PATCH", f"/tags/{tag_id}", changes)
+        return result
+
+    def delete_tag(self, tag_id: str) -> None:
+        self._call("DELETE", f"/tags/{tag_id}")
+
+    def spend_quota(
+        self, limit: str = "oauth_per_day", used: int | None = None, key: str | None = None
+    ) -> dict[str, Any]:
+        """Set a throttle counter of the current window (default: spend it all), e.g. the OAuth client's
+        daily quota; answers ``{"limit", "identity", "used", "resets_at_ms"}``."""
+        body: dict[str, Any] = {"limit": limit}
+        if used is not None:
+            body["used"] = used
+        if key is not None:
+            body["key"] = key
+        result: dict[str, Any] = self._call("POST", "/quota", body)
+        return result
+
+    # ------------------------------------------------------------------ keys
     def create_key(self, kind: str = "sak") -> str:
         """Create a Service Account Key (``sak``) or Personal Access Token (``pat``)."""
         return str(self._call("POST", "/keys", {"kind": kind})["key"])
@@ -276,13 +340,26 @@ class SandboxHandle:
         self.stop()
 
 
+def describe_violations(violations: list[dict[str, Any]]) -> str:
+    """Contract violations as readable lines, one per violation."""
+    lines = []
+    for v in violations:
+        target = f"{v['method']} {v['path']}" + (f"?{v['query']}" if v.get("query") else "")
+        what = "request" if v["kind"] == "request" else f"response {v['status']}"
+        op = f" ({v['operation']})" if v.get("operation") else ""
+        lines.append(f"  - {what} {target}{op} [{v['check']}]: {v['message']}")
+    return "\n".join(lines)
+
+
 def start_sandbox(*, host: str = "127.0.0.1", port: int = 0, verbose: bool = False, **config: Any) -> SandboxHandle:
     """Start a sandbox in a daemon thread and return its handle.
 
     ``config`` takes any :class:`~keap_sandbox.state.SandboxConfig` field: client_id,
     client_secret, tenant, app_name, expires_in (86400), refresh_token_max_age (45 days),
     code_lifetime (600), latency_ms (0), throttle (False here; True in the CLI), limits (partial dict),
-    send_retry_after (True), deny_all (False), revoke_access_on_refresh (False).
+    send_retry_after (True), deny_all (False), revoke_access_on_refresh (False),
+    validate_contract (False: True checks every REST request and answer against Keap's contract, which
+    needs openapi-core), and the answers where the contract is silent (``server.py``).
     """
     cfg = SandboxConfig()
     known = {f.name for f in dataclasses.fields(cfg)}

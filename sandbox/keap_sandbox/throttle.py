@@ -86,6 +86,15 @@ class Throttle:
         self._fixed.clear()
         self._sliding.clear()
 
+    def preset(self, counter: str, ident: str, now: float, used: int) -> int:
+        """Set ``counter`` (e.g. ``oauth_day``, ``key_minute``, ``tenant_day``) of ``ident`` for the
+        window containing ``now`` to ``used``; returns when that window ends (epoch milliseconds)."""
+        size = MINUTE if counter.endswith("_minute") else DAY
+        window = int(now // size)
+        fixed = self._f(counter, ident)
+        fixed.window, fixed.used = window, used
+        return (window + 1) * size * 1000
+
     def _f(self, kind: str, ident: str) -> _Fixed:
         return self._fixed.setdefault((kind, ident), _Fixed())
 

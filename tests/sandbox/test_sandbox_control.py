@@ -117,6 +117,7 @@ def test_latency_injection(sb: SandboxHandle, api: Api) -> None:
     assert time.monotonic() - start < 0.1
 
 
+@pytest.mark.contract_violations_expected
 def test_request_log(sb: SandboxHandle, api: Api, tokens: dict[str, Any]) -> None:
     before = sb.control.requests()
     assert [(e["method"], e["path"], e["auth"], e.get("grant_type")) for e in before] == [
@@ -135,6 +136,9 @@ def test_request_log(sb: SandboxHandle, api: Api, tokens: dict[str, Any]) -> Non
     ]
     assert log[0]["query"] == "filter=email%3D%3Da%40b.com"
     assert abs(log[0]["t"] - sb.control.clock()) < 5
+    # the unauthenticated call broke the contract's security requirement, and the log says so
+    assert "contract_violations" not in log[0] and log[2]["contract_violations"] == 1
+    assert [v["path"] for v in sb.control.contract_violations()] == ["/crm/rest/v2/tags"]
 
 
 def test_clock_endpoints(sb: SandboxHandle) -> None:
@@ -176,6 +180,7 @@ def test_html_overview(sb: SandboxHandle, api: Api) -> None:
     assert r.status_code == 200 and "text/html" in r.headers["Content-Type"]
     assert "h@example.com" in r.text and "&lt;Hedy&gt;" in r.text
     assert r.text.count("buttonpushed") >= 2  # in the contact's tags and in the tag table
+    assert "Keap's v2 contract: checked, <b>0</b> violation(s)" in r.text
     assert sb.control.overview_html() == r.text
 
 

@@ -49,7 +49,9 @@ def test_signup_creates_one_contact_and_stores_its_id(connected, sandbox) -> Non
     assert contact["given_name"] == "Ada" and contact["family_name"] == "Lovelace"
     assert [e["email"] for e in contact["email_addresses"]] == ["ada@example.com"]
     assert root.user_store().get("u1").contact_id == contact["id"]
-    assert len(keap_api_calls(sandbox)) == 1
+    # looked up by e-mail first (an existing contact would be kept as it is), then created
+    assert [(r["method"], r["path"]) for r in keap_api_calls(sandbox)] == [
+        ("GET", "/crm/rest/v2/contacts"), ("POST", "/crm/rest/v2/contacts")]
 
 
 def test_second_signup_with_same_email_updates(connected, sandbox) -> None:

@@ -27,7 +27,9 @@ def test_bench_smoke_counts_are_exact(tmp_path: Path) -> None:
 
     results = json.loads(out.read_text())
     counts = results["counts"]
-    assert counts["signup_calls_per_event"] == 1
+    assert counts["signup_calls_per_event"] == 2  # looked up by e-mail, then created
+    assert counts["known_signup_calls_per_event"] == 1  # found: nothing of the customer's contact is written
+    assert counts["known_first_press_calls_per_event"] == 0  # it had the tag already
     assert counts["first_press_calls_per_event"] == 1
     assert counts["repeat_press_calls_per_event"] == 0
     assert counts["token_reads_per_batch_max"] <= 1
@@ -38,5 +40,5 @@ def test_bench_smoke_counts_are_exact(tmp_path: Path) -> None:
     assert throughput["dlq"] == 0
     assert throughput["queue_left"] == 0
     assert results["naive"]["lost"] == 0
-    assert {row["figure"] for row in results["rows"]} >= {"Keap calls / user.signed_up",
+    assert {row["figure"] for row in results["rows"]} >= {"Keap calls / user.signed_up, new contact",
                                                           "token-store reads / SQS batch (max)"}

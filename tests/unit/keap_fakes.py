@@ -5,53 +5,91 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 from typing import Any
 
 import requests
 
 from keaplink.actions.users import UserRecord
 from keaplink.errors import KeapRequestRejected
-from keaplink.keap.client import UpsertResult
+from keaplink.keap.client import Contact
 from keaplink.keap.session import Credential
 
 
 class FakeKeap:
-    """The KeapClient calls the service makes, against in-memory contacts and tags."""
+    """The KeapClient calls the service makes, against in-memory contacts and tags of one Keap app."""
 
-    def __init__(self) -> None:
-        self.contacts: dict[str, str] = {}  # e-mail → id
+    def __init__(self, tenant: str = "ab123.infusionsoft.com") -> None:
+        self.tenant: str | None = tenant
+        self.contacts: dict[str, Contact] = {}  # id → contact
         self.tags: dict[str, str] = {}  # name → id
-        self.applied: set[tuple[str, str]] = set()  # (tag id, contact id)
         self.calls: list[str] = []
         self.apply_answer: str | None = None  # forced per-contact result, e.g. "FAILED"
         self.create_conflicts = 0  # the next N create_tag calls answer 409 (another container created it)
         self.lock = threading.Lock()
+        self._ids = iter(range(1, 10_000))
+        self._tag_ids = iter(range(100, 10_000))
 
-    def upsert_contact(self, email: str, given_name: str | None, family_name: str | None) -> UpsertResult:
-        self.calls.append("upsert_contact")
-        created = email.lower() not in self.contacts
-        contact_id = self.contacts.setdefault(email.lower(), str(len(self.contacts) + 1))
-        return UpsertResult(contact_id, created)
+    def add_contact(self, *emails: str, tag_ids: frozenset[str] = frozenset(),
+                    given_name: str | None = None) -> Contact:
+        contact = Contact(str(next(self._ids)), tuple(emails), given_name, None, tag_ids)
+        self.contacts[contact.id] = contact
+        return contact
+
+    def find_contact_by_email(self, email: str) -> Contact | None:
+        self.calls.append("find_contact")
+        found = [c for c in self.contacts.values() if c.has_email(email)]
+        return min(found, key=lambda c: int(c.id)) if found else None
+
+    def create_contact(self, email: str, given_name: str | None, family_name: str | None) -> tuple[Contact, bool]:
+        self.calls.append("create_contact")
+        contact = Contact(str(next(self._ids)), (email,), given_name, family_name)
+        self.contacts[contact.id] = contact
+        return contact, True
+
+    def update_names(self, contact_id: str, given_name: str | None, family_name: str | None) -> None:
+        self.calls.append("update_names")
+        old = self.contacts[contact_id]
+        self.contacts[contact_id] = replace(old, given_name=given_name or old.given_name,
+                                            family_name=family_name or old.family_name)
+
+    def get_contact(self, contact_id: str) -> Contact | None:
+        self.calls.append("get_contact")
+        return self.contacts.get(contact_id)
 
     def find_tag_id(self, name: str) -> str | None:
         self.calls.append("find_tag_id")
         return self.tags.get(name)
 
+    def tag_exists(self, tag_id: str) -> bool:
+        self.calls.append("tag_exists")
+        return tag_id in self.tags.values()
+
     def create_tag(self, name: str, description: str = "") -> str:
         self.calls.append("create_tag")
         with self.lock:
-            tag_id = self.tags.setdefault(name, str(100 + len(self.tags)))
+            if name not in self.tags:
+                self.tags[name] = str(next(self._tag_ids))
+            tag_id = self.tags[name]
             if self.create_conflicts:
                 self.create_conflicts -= 1
                 raise KeapRequestRejected("create tag: HTTP 409 Tag with name already exists", 409)
         return tag_id
 
-    def apply_tag(self, tag_id: str, contact_id: str) -> str:
+    def apply_tag(self, tag_id: str, contact_ids: list[str]) -> dict[str, str]:
         self.calls.append("apply_tag")
         if tag_id not in self.tags.values():
             raise KeapRequestRejected("apply tag: HTTP 404 not found", 404)
-        self.applied.add((tag_id, contact_id))
-        return self.apply_answer or "SUCCESS"
+        results = {}
+        for contact_id in contact_ids:
+            contact = self.contacts.get(contact_id)
+            if contact is None:
+                results[contact_id] = "CONTACT_DOES_NOT_EXIST"
+                continue
+            if self.apply_answer is None:
+                self.contacts[contact_id] = replace(contact, tag_ids=contact.tag_ids | {tag_id})
+            results[contact_id] = self.apply_answer or "SUCCESS"
+        return results
 
 
 class FakeUsers:
@@ -59,26 +97,32 @@ class FakeUsers:
 
     def __init__(self) -> None:
         self.users: dict[str, UserRecord] = {}
-        self.tag_cache: dict[str, str] = {}
+        self.tag_cache: dict[tuple[str | None, str], str] = {}
         self.cache_reads = 0
 
     def get(self, user_id: str) -> UserRecord:
         return self.users.get(user_id, UserRecord(user_id))
 
-    def save_contact(self, user_id: str, contact_id: str, email: str) -> None:
+    def save_contact(self, user_id: str, contact_id: str, email: str, tenant: str | None,
+                     contact_tag_ids: frozenset[str] = frozenset(), new_tenant: bool = False) -> None:
         old = self.get(user_id)
-        self.users[user_id] = UserRecord(user_id, contact_id, email, old.tags)
+        self.users[user_id] = UserRecord(user_id, contact_id, email, frozenset() if new_tenant else old.tags, tenant,
+                                         contact_tag_ids)
 
     def mark_tagged(self, user_id: str, tag: str) -> None:
         old = self.get(user_id)
-        self.users[user_id] = UserRecord(user_id, old.contact_id, old.email, old.tags | {tag})
+        self.users[user_id] = replace(old, tags=old.tags | {tag})
 
-    def cached_tag_id(self, name: str) -> str | None:
+    def cached_tag_id(self, tenant: str | None, name: str) -> str | None:
         self.cache_reads += 1
-        return self.tag_cache.get(name)
+        return self.tag_cache.get((tenant, name))
 
-    def cache_tag_id(self, name: str, tag_id: str) -> None:
-        self.tag_cache[name] = tag_id
+    def cache_tag_id(self, tenant: str | None, name: str, tag_id: str) -> None:
+        self.tag_cache[(tenant, name)] = tag_id
+
+    def forget_tag_id(self, tenant: str | None, name: str, tag_id: str) -> None:
+        if self.tag_cache.get((tenant, name)) == tag_id:
+            del self.tag_cache[(tenant, name)]
 
 
 def answer(status: int, body: Any = None, headers: dict[str, str] | None = None) -> requests.Response:

@@ -1,4 +1,5 @@
-"""The effects of each message, with in-memory Keap and user records."""
+"""The effects of each message, with an in-memory Keap app and user records: existing contacts keep what
+they have, results are read by meaning, stale ids heal, ids belong to one Keap app."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import pytest
 from keaplink.actions.messages import ButtonPressed, ContactTag, SignedUp
 from keaplink.actions.service import ActionService
 from keaplink.actions.tags import TagIds
-from keaplink.errors import KeapRequestRejected, KeapUnavailable, NotReady
+from keaplink.errors import KeapRequestRejected, NotReady
 from tests.unit.keap_fakes import FakeKeap, FakeUsers
 
 
@@ -17,11 +18,24 @@ def world() -> tuple[ActionService, FakeKeap, FakeUsers]:
     return ActionService(users=users, tags=TagIds(users), button_tag="buttonpushed"), keap, users  # type: ignore[arg-type]
 
 
-def test_signup_upserts_and_remembers_the_contact(world) -> None:  # type: ignore[no-untyped-def]
+def test_a_new_signup_is_looked_up_then_created(world) -> None:  # type: ignore[no-untyped-def]
     service, keap, users = world
     assert service.apply(SignedUp("u1", "ada@example.com", "Ada"), keap) == "created"
-    assert service.apply(SignedUp("u1", "ada@example.com", "Augusta"), keap) == "updated"
-    assert users.get("u1").contact_id == "1" and keap.calls == ["upsert_contact", "upsert_contact"]
+    assert keap.calls == ["find_contact", "create_contact"]
+    assert users.get("u1").contact_id == "1" and users.get("u1").tenant == keap.tenant
+
+
+def test_an_existing_contact_keeps_everything_and_only_carried_names_change(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    existing = keap.add_contact("ada.work@example.com", "ADA@example.com", given_name="Augusta")
+    assert service.apply(SignedUp("u1", "ada@example.com"), keap) == "found"
+    assert keap.calls == ["find_contact"]  # no write at all
+    keap.calls.clear()
+    assert service.apply(SignedUp("u1", "ada@example.com", "Ada"), keap) == "updated"
+    assert keap.calls == ["find_contact", "update_names"]
+    contact = keap.contacts[existing.id]
+    assert contact.emails == ("ada.work@example.com", "ADA@example.com") and contact.given_name == "Ada"
+    assert len(keap.contacts) == 1 and users.get("u1").contact_id == existing.id
 
 
 def test_first_press_tags_once_and_later_presses_skip_keap(world) -> None:  # type: ignore[no-untyped-def]
@@ -33,6 +47,78 @@ def test_first_press_tags_once_and_later_presses_skip_keap(world) -> None:  # ty
     keap.calls.clear()
     assert service.apply(ButtonPressed("u1"), keap) == "already tagged"
     assert keap.calls == [] and users.get("u1").tags == {"buttonpushed"}
+
+
+def test_a_contact_that_had_the_tag_at_signup_needs_no_call_at_its_first_press(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    keap.tags["buttonpushed"] = "7"
+    keap.add_contact("ada@example.com", tag_ids=frozenset({"7"}))
+    service.apply(SignedUp("u1", "ada@example.com"), keap)
+    keap.calls.clear()
+    assert service.apply(ButtonPressed("u1"), keap) == "already tagged in Keap"
+    assert keap.calls == ["find_tag_id"] and users.get("u1").tags == {"buttonpushed"}
+
+
+@pytest.mark.parametrize("answer", ["ALREADY_APPLIED", "DUPLICATE", "Already tagged", "ALREADY_EXISTS"])
+def test_already_tagged_answers_are_done(world, answer: str) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    service.apply(SignedUp("u1", "ada@example.com"), keap)
+    keap.apply_answer = answer
+    assert service.apply(ButtonPressed("u1"), keap) == "already tagged in Keap"
+    assert users.get("u1").tags == {"buttonpushed"}
+
+
+def test_an_unclear_answer_is_verified_on_the_contact(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, _ = world
+    contact = keap.add_contact("ada@example.com")
+    service.apply(SignedUp("u1", "ada@example.com"), keap)
+    keap.tags["buttonpushed"] = "7"
+    keap.contacts[contact.id] = contact.__class__(contact.id, contact.emails, tag_ids=frozenset({"7"}))
+    keap.apply_answer = "FAILED"  # yet the contact has the tag
+    assert service.apply(ButtonPressed("u1"), keap) == "already tagged in Keap"
+    assert keap.calls[-2:] == ["apply_tag", "get_contact"]
+
+
+def test_a_verified_refusal_is_raised_with_keaps_words(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    service.apply(SignedUp("u1", "ada@example.com"), keap)
+    keap.apply_answer = "FAILED"
+    with pytest.raises(KeapRequestRejected, match=r"FAILED.*does not have the tag"):
+        service.apply(ButtonPressed("u1"), keap)
+    assert users.get("u1").tags == frozenset()
+
+
+def test_a_contact_deleted_in_keap_is_found_again_by_email(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    service.apply(SignedUp("u1", "ada@example.com"), keap)
+    old = users.get("u1").contact_id
+    del keap.contacts[old]  # deleted in Keap; the person signs up again elsewhere
+    survivor = keap.add_contact("ada@example.com")
+    assert service.apply(ButtonPressed("u1"), keap) == "tagged"
+    assert users.get("u1").contact_id == survivor.id
+    assert keap.contacts[survivor.id].tag_ids == {keap.tags["buttonpushed"]}
+
+
+def test_a_tag_deleted_in_keap_is_created_again_and_the_cache_healed(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    service.apply(SignedUp("u1", "ada@example.com"), keap)
+    service.apply(SignedUp("u2", "bob@example.com"), keap)
+    service.apply(ButtonPressed("u1"), keap)
+    old = keap.tags.pop("buttonpushed")  # deleted in Keap
+    assert service.apply(ButtonPressed("u2"), keap) == "tagged"
+    new = keap.tags["buttonpushed"]
+    assert new != old and users.tag_cache[(keap.tenant, "buttonpushed")] == new
+
+
+def test_ids_of_another_keap_app_are_not_used(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    service.apply(SignedUp("u1", "ada@example.com"), keap)
+    service.apply(ButtonPressed("u1"), keap)
+    other = FakeKeap(tenant="zz999.infusionsoft.com")  # the admin reconnected to another Keap app
+    assert service.apply(ButtonPressed("u1"), other) == "tagged"  # tagged there too: a new contact
+    [contact] = other.contacts.values()
+    assert contact.emails == ("ada@example.com",) and users.get("u1").tenant == other.tenant
+    assert users.tag_cache.keys() == {(keap.tenant, "buttonpushed"), (other.tenant, "buttonpushed")}
 
 
 def test_press_before_signup_waits_unless_it_carries_the_email(world) -> None:  # type: ignore[no-untyped-def]
@@ -47,26 +133,5 @@ def test_press_before_signup_waits_unless_it_carries_the_email(world) -> None:  
 def test_a_named_tag_is_applied(world) -> None:  # type: ignore[no-untyped-def]
     service, keap, _ = world
     service.apply(SignedUp("u1", "ada@example.com"), keap)
-    service.apply(ContactTag("u1", "vip"), keap)
-    assert (keap.tags["vip"], "1") in keap.applied
-
-
-def test_a_tag_deleted_in_keap_is_looked_up_again_next_time(world) -> None:  # type: ignore[no-untyped-def]
-    service, keap, users = world
-    service.apply(SignedUp("u1", "ada@example.com"), keap)
-    service.apply(SignedUp("u2", "bob@example.com"), keap)
-    service.apply(ButtonPressed("u1"), keap)
-    keap.tags.clear()  # deleted in Keap
-    users.tag_cache.clear()
-    with pytest.raises(KeapUnavailable):  # returned to the queue, not dead-lettered
-        service.apply(ButtonPressed("u2"), keap)
-    assert service.apply(ButtonPressed("u2"), keap) == "tagged"
-
-
-def test_a_result_other_than_success_is_a_refusal(world) -> None:  # type: ignore[no-untyped-def]
-    service, keap, users = world
-    service.apply(SignedUp("u1", "ada@example.com"), keap)
-    keap.apply_answer = "FAILED"
-    with pytest.raises(KeapRequestRejected, match="FAILED"):
-        service.apply(ButtonPressed("u1"), keap)
-    assert users.get("u1").tags == frozenset()
+    service.apply(ContactTag("u1", "VIP; 2026"), keap)
+    assert keap.tags["VIP; 2026"] in keap.contacts["1"].tag_ids

@@ -16,6 +16,7 @@ from keaplink.errors import (
     KeapRequestRejected,
     KeapUnavailable,
     RefreshTokenDead,
+    RefreshTokenDoubtful,
 )
 
 
@@ -31,7 +32,7 @@ def response(status: int, body: object, headers: dict[str, str] | None = None) -
     ("status", "body", "error"),
     [
         (400, {"error": "invalid_grant", "error_description": "Invalid refresh token"}, RefreshTokenDead),
-        (400, {"error": "invalid_request", "error_description": "Invalid Refresh Token"}, RefreshTokenDead),
+        (400, {"error": "invalid_request", "error_description": "Invalid Refresh Token"}, RefreshTokenDoubtful),
         (401, {"error": "invalid_client"}, KeapClientConfigError),
         (400, {"error": "invalid_client"}, KeapClientConfigError),
         (429, {"fault": {"faultstring": "Rate limit quota violation"}}, KeapRateLimited),
@@ -60,3 +61,9 @@ def test_authorize_url_has_every_parameter() -> None:
     query = parse_qs(urlsplit(url).query)
     assert query == {"client_id": ["cid"], "redirect_uri": ["https://x/prod/callback"], "response_type": ["code"],
                      "scope": ["full"], "state": ["st"]}
+
+
+def test_invalid_request_to_a_code_exchange_is_a_failed_exchange() -> None:
+    with pytest.raises(CodeExchangeFailed) as info:
+        OAuthClient._token(response(400, {"error": "invalid_request"}), 0.0, "code exchange", dead=CodeExchangeFailed)
+    assert not isinstance(info.value, RefreshTokenDead)

@@ -187,3 +187,18 @@ def test_reconnect_during_refresh_wins() -> None:
     store.store_refreshed = reconnected_first  # type: ignore[method-assign]
     refresher(store, oauth).ensure_fresh()
     assert store.conn.token is fresh
+
+
+def test_invalid_request_is_asked_once_more_before_the_token_counts_as_dead() -> None:
+    from keaplink.errors import RefreshTokenDoubtful
+
+    once = [RefreshTokenDoubtful("invalid_request", 400)]
+    store, oauth = FakeTokenStore(connected(age_h=22)), FakeOAuth("rt-0", once)
+    result = refresher(store, oauth).ensure_fresh()
+    assert result.outcome is Outcome.REFRESHED and oauth.calls == 2 and store.conn.status is Status.CONNECTED
+
+    doubtful = [RefreshTokenDoubtful("invalid_request", 400), RefreshTokenDoubtful("invalid_request", 400)]
+    store, oauth = FakeTokenStore(connected(age_h=22)), FakeOAuth("rt-0", doubtful)
+    with pytest.raises(NeedsReauth):
+        refresher(store, oauth).ensure_fresh()
+    assert oauth.calls == 2 and store.conn.status is Status.NEEDS_REAUTH

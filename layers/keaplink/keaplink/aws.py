@@ -27,6 +27,11 @@ def make_client(service: str, settings: Settings) -> Any:
     )
 
 
+def conditional_failed(exc: Exception) -> bool:
+    """A pynamodb write refused because its condition did not hold (as opposed to any other failure)."""
+    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
+
+
 def bind_table(model: M, table_name: str, settings: Settings) -> M:
     """A subclass of the pynamodb ``model`` bound to a table name, region and endpoint.
 

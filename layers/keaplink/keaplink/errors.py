@@ -42,7 +42,12 @@ class KeapRequestRejected(KeapError):
 
 # --- OAuth -------------------------------------------------------------------------------------
 class RefreshTokenDead(KeapError):
-    """Keap answered invalid_grant / invalid_request to a refresh: only a new authorization helps."""
+    """Keap answered invalid_grant to a refresh: only a new authorization helps."""
+
+
+class RefreshTokenDoubtful(RefreshTokenDead):
+    """Keap answered invalid_request to a refresh. One reported case meant a dead refresh token, but OAuth also
+    answers it to a malformed request, so the refresh path asks once more before declaring the token dead."""
 
 
 class KeapClientConfigError(KeapError):

@@ -8,7 +8,8 @@ from pynamodb.models import Model
 
 
 class DataItem(Model):
-    """``pk = USER#<user_id>``: the user's contact id and tags applied. ``pk = TAG#<name>``: a tag id."""
+    """``pk = USER#<user_id>``: the user's contact id, the Keap app (tenant) it belongs to, the tags applied
+    there. ``pk = TAG#<tenant>#<name>``: a tag id in one Keap app."""
 
     class Meta:
         table_name = "unbound"
@@ -16,6 +17,8 @@ class DataItem(Model):
     pk = UnicodeAttribute(hash_key=True)
     contact_id = UnicodeAttribute(null=True)
     email = UnicodeAttribute(null=True)
+    tenant = UnicodeAttribute(null=True)
     tags = UnicodeSetAttribute(null=True)
+    contact_tag_ids = UnicodeSetAttribute(null=True)  # the tags the contact already had when it was found
     tag_id = UnicodeAttribute(null=True)
     updated_at = NumberAttribute(null=True)

@@ -1,4 +1,5 @@
-"""Tag name → Keap tag id, looked up once per container: memory first, then the data table, then Keap."""
+"""Tag name → Keap tag id, per Keap app (tenant), looked up once per container: memory first, then the data
+table, then Keap (find over every page, else create)."""
 
 from __future__ import annotations
 
@@ -12,42 +13,48 @@ if TYPE_CHECKING:
 
 
 class TagCache(Protocol):
-    def cached_tag_id(self, name: str) -> str | None: ...
+    def cached_tag_id(self, tenant: str | None, name: str) -> str | None: ...
 
-    def cache_tag_id(self, name: str, tag_id: str) -> None: ...
+    def cache_tag_id(self, tenant: str | None, name: str, tag_id: str) -> None: ...
+
+    def forget_tag_id(self, tenant: str | None, name: str, tag_id: str) -> None: ...
 
 
 class TagIds:
     def __init__(self, cache: TagCache) -> None:
         self._cache = cache
-        self._memory: dict[str, str] = {}
+        self._memory: dict[tuple[str | None, str], str] = {}
         self._lock = threading.Lock()
 
     def get(self, name: str, keap: KeapClient) -> str:
-        if name in self._memory:
-            return self._memory[name]
+        key = (keap.tenant, name)
+        if key in self._memory:
+            return self._memory[key]
         with self._lock:  # one lookup per tag per container, even with concurrent records
-            if name in self._memory:
-                return self._memory[name]
-            tag_id = self._cache.cached_tag_id(name)
+            if key in self._memory:
+                return self._memory[key]
+            tag_id = self._cache.cached_tag_id(keap.tenant, name)
             if tag_id is None:
                 tag_id = keap.find_tag_id(name) or self._create(name, keap)
-                self._cache.cache_tag_id(name, tag_id)
-            self._memory[name] = tag_id
+                self._cache.cache_tag_id(keap.tenant, name, tag_id)
+            self._memory[key] = tag_id
             return tag_id
 
     @staticmethod
     def _create(name: str, keap: KeapClient) -> str:
         try:
             return keap.create_tag(name)
-        except KeapRequestRejected as exc:
-            if exc.status != 409:
-                raise
-            found = keap.find_tag_id(name)  # created concurrently by another container: use that one
+        except KeapRequestRejected:
+            # Keap's answer to a name that exists is undocumented (409, or 400): if the tag is there now
+            # (created meanwhile by another container, or differing only in case), use it.
+            found = keap.find_tag_id(name)
             if found is None:
                 raise
             return found
 
-    def forget(self, name: str) -> None:
+    def forget(self, name: str, tag_id: str, keap: KeapClient) -> None:
+        """The tag was deleted in Keap: forget it here and in the table, so it is found or created again."""
         with self._lock:
-            self._memory.pop(name, None)
+            if self._memory.get((keap.tenant, name)) == tag_id:
+                del self._memory[(keap.tenant, name)]
+        self._cache.forget_tag_id(keap.tenant, name, tag_id)

@@ -1,11 +1,12 @@
-"""Per-user progress (contact id, tags applied) and the tag-name → id cache, in the data table."""
+"""Per-user progress (contact id, the Keap app it belongs to, tags applied) and the tag-name → id cache, in
+the data table. Ids are only valid in the Keap app (tenant) they came from."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from keaplink.actions.table import DataItem
@@ -17,6 +18,19 @@ class UserRecord:
     contact_id: str | None = None
     email: str | None = None
     tags: frozenset[str] = field(default_factory=frozenset)
+    tenant: str | None = None
+    contact_tag_ids: frozenset[str] = field(default_factory=frozenset)
+
+    def in_tenant(self, tenant: str | None) -> UserRecord:
+        """What of this record holds in ``tenant``: everything if it is the record's Keap app, else only the
+        e-mail (a record written before tenants were kept counts as another app's)."""
+        if self.tenant is not None and self.tenant == tenant:
+            return self
+        return UserRecord(self.user_id, email=self.email)
+
+
+def _tag_key(tenant: str | None, name: str) -> str:
+    return f"TAG#{tenant or '-'}#{name}"
 
 
 class UserStore:
@@ -33,27 +47,46 @@ class UserStore:
             item = m.get(f"USER#{user_id}", consistent_read=True)
         except DoesNotExist:
             return UserRecord(user_id)
-        return UserRecord(user_id, item.contact_id, item.email, frozenset(item.tags or ()))
+        return UserRecord(user_id, item.contact_id, item.email, frozenset(item.tags or ()), item.tenant,
+                          frozenset(item.contact_tag_ids or ()))
 
-    def save_contact(self, user_id: str, contact_id: str, email: str) -> None:
+    def save_contact(self, user_id: str, contact_id: str, email: str, tenant: str | None,
+                     contact_tag_ids: frozenset[str] = frozenset(), new_tenant: bool = False) -> None:
+        """Remember the user's contact; ``new_tenant`` forgets the tags applied in another Keap app."""
         m = self._table()
-        m(f"USER#{user_id}").update(
-            actions=[m.contact_id.set(contact_id), m.email.set(email), m.updated_at.set(time.time())]
-        )
+        actions: list[Any] = [m.contact_id.set(contact_id), m.email.set(email), m.updated_at.set(time.time()),
+                   m.tenant.set(tenant) if tenant else m.tenant.remove(),
+                   m.contact_tag_ids.set(set(contact_tag_ids)) if contact_tag_ids else m.contact_tag_ids.remove()]
+        if new_tenant:
+            actions.append(m.tags.remove())
+        m(f"USER#{user_id}").update(actions=actions)
 
     def mark_tagged(self, user_id: str, tag: str) -> None:
         m = self._table()
         m(f"USER#{user_id}").update(actions=[m.tags.add({tag}), m.updated_at.set(time.time())])
 
-    def cached_tag_id(self, name: str) -> str | None:
+    def cached_tag_id(self, tenant: str | None, name: str) -> str | None:
         from pynamodb.exceptions import DoesNotExist
 
         m = self._table()
         try:
-            return m.get(f"TAG#{name}").tag_id  # type: ignore[no-any-return]
+            return m.get(_tag_key(tenant, name)).tag_id  # type: ignore[no-any-return]
         except DoesNotExist:
             return None
 
-    def cache_tag_id(self, name: str, tag_id: str) -> None:
+    def cache_tag_id(self, tenant: str | None, name: str, tag_id: str) -> None:
         m = self._table()
-        m(f"TAG#{name}", tag_id=tag_id, updated_at=time.time()).save()
+        m(_tag_key(tenant, name), tag_id=tag_id, tenant=tenant, updated_at=time.time()).save()
+
+    def forget_tag_id(self, tenant: str | None, name: str, tag_id: str) -> None:
+        """The tag is gone in Keap: drop the cached id, unless another container already cached a new one."""
+        from pynamodb.exceptions import DeleteError
+
+        m = self._table()
+        try:
+            m(_tag_key(tenant, name)).delete(condition=m.tag_id == tag_id)
+        except DeleteError as exc:
+            from keaplink.aws import conditional_failed
+
+            if not conditional_failed(exc):
+                raise  # already replaced or deleted is fine; DynamoDB failing is not

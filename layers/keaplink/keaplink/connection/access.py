@@ -3,6 +3,7 @@ API key (Service Account Key / Personal Access Token). Both are :class:`keaplink
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable
 
 from keaplink.connection.refresh import Refresher, RefreshResult
@@ -14,7 +15,7 @@ from keaplink.keap.session import Credential
 def _credential(result: RefreshResult) -> Credential:
     token = result.connection.token
     assert token is not None  # ensure_fresh raises NotConnected / NeedsReauth when there is none
-    return Credential(bearer(token.access_token), result.connection.version)
+    return Credential(bearer(token.access_token), result.connection.version, token.tenant)
 
 
 class OAuthAccess:
@@ -38,7 +39,8 @@ class ApiKeyAccess:
         key = self._key()
         if not key:
             raise ConfigError("api_key is not set in the Keap credentials secret (KEAP_CREDENTIALS_SECRET)")
-        return Credential(api_key(key))
+        # A key belongs to one Keap app; a new key is treated as a new app (ids are looked up once again).
+        return Credential(api_key(key), tenant="key:" + hashlib.sha256(key.encode()).hexdigest()[:16])
 
     def after_refused(self, refused: Credential) -> Credential:
         raise KeapAuthError("Keap refused the API key (revoked or wrong?)", 401)

@@ -8,14 +8,16 @@ from urllib.parse import urlencode
 
 from keaplink.connection.credentials import ClientCredentials
 from keaplink.connection.token import Token
-from keaplink.errors import CodeExchangeFailed, KeapClientConfigError, RefreshTokenDead
+from keaplink.errors import CodeExchangeFailed, KeapClientConfigError, RefreshTokenDead, RefreshTokenDoubtful
 from keaplink.keap.http import describe, error_for, parse_body, send
 
 if TYPE_CHECKING:
     import requests
 
-# Keap answers a dead refresh token with invalid_grant; one forum case got invalid_request. Both mean
-# "only a new authorization helps"; invalid_client is a wrong client id/secret, a configuration error.
+# Keap answers a dead refresh token (or a used code) with invalid_grant: every reported case (infusionsoft-php
+# issues #61, #99, #137, #228). One forum case got invalid_request, which RFC 6749 also uses for a malformed
+# request: for a refresh it is "doubtful" (asked once more before the token counts as dead). invalid_client
+# is a wrong client id/secret: a configuration error, never a dead token.
 DEAD_GRANT_ERRORS = frozenset({"invalid_grant", "invalid_request"})
 
 
@@ -75,7 +77,8 @@ class OAuthClient:
         if status == 429 or status >= 500:
             raise error_for(response, what, body)
         if error in DEAD_GRANT_ERRORS:
-            raise dead(f"{what}: HTTP {status} {describe(body)}", status)
+            kind = RefreshTokenDoubtful if dead is RefreshTokenDead and error == "invalid_request" else dead
+            raise kind(f"{what}: HTTP {status} {describe(body)}", status)
         if status == 401:
             raise refused_client
         raise error_for(response, what, body)

@@ -26,6 +26,7 @@ from keaplink.errors import (
     NeedsReauth,
     NotConnected,
     RefreshTokenDead,
+    RefreshTokenDoubtful,
     TokenConflict,
 )
 from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
@@ -151,10 +152,20 @@ class Refresher:
     def _call_keap(self, latest: Connection) -> Token:
         assert latest.token is not None
         attempt = 0
+        doubted = False
         while True:
             attempt += 1
             try:
                 return self.oauth.refresh(latest.token.refresh_token, self.clock())
+            except RefreshTokenDoubtful as exc:
+                if not doubted:  # a dead token answers the same again; a passing fault may not
+                    doubted = True
+                    logger.warning("token refresh answered invalid_request: asking once more",
+                                   extra={"error": str(exc)})
+                    self.sleep(self.timings.backoff_base_s)
+                    continue
+                self._dead(latest, str(exc))
+                raise NeedsReauth(str(exc)) from exc
             except RefreshTokenDead as exc:
                 self._dead(latest, str(exc))
                 raise NeedsReauth(str(exc)) from exc

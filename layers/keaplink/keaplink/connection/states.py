@@ -43,7 +43,7 @@ class StateStore:
             raise OAuthStateInvalid("missing or malformed state")
         from pynamodb.exceptions import DeleteError
 
-        from keaplink.connection.table import conditional_failed
+        from keaplink.aws import conditional_failed
 
         m = self._table()
         try:

@@ -95,7 +95,7 @@ class TokenStore:
     def _update(self, actions: list[Any], condition: Any = None) -> Connection:
         from pynamodb.exceptions import UpdateError
 
-        from keaplink.connection.table import conditional_failed
+        from keaplink.aws import conditional_failed
 
         m = self._table()
         item = m(self._key)

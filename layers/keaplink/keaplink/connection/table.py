@@ -40,7 +40,3 @@ class ConnectionItem(Model):
     state_expires_at = NumberAttribute(null=True)
     ttl = NumberAttribute(null=True)
 
-
-def conditional_failed(exc: Exception) -> bool:
-    """A pynamodb write refused because its condition did not hold (as opposed to any other failure)."""
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"

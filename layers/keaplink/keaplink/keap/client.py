@@ -1,7 +1,15 @@
-"""The Keap REST v2 calls keaplink makes (v1 is deprecated). Each method is one request through a session."""
+"""The Keap REST v2 calls keaplink makes, each one documented in Keap's published contract
+(``sandbox/keap_sandbox/spec/keap-openapi-v2.yml``) and each one request through a session (lists: one per
+page).
+
+Nothing here writes a list field of an existing contact: Keap replaces list fields on update ("any item not
+listed here will be removed"), so contacts are looked up first and only created when absent, and an
+existing contact's names are changed with ``update_mask``.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
@@ -12,53 +20,151 @@ from keaplink.keap.http import parse_body
 if TYPE_CHECKING:
     from keaplink.keap.session import KeapSession
 
+CONTACT_FIELDS = "id,email_addresses,given_name,family_name,tag_ids"
+MAX_PAGES = 500  # a guard against a page token that never ends, not a limit anyone should meet
+# Keap documents `;` as the separator of filter terms, `,` inside list values, `*` as a wildcard and the
+# operators `==` `<` `>`, and no escaping. A value holding one of these is never put into a filter: it is
+# matched here instead, over every page of a broader query.
+FILTER_SPECIAL = frozenset(";,*=<>!\"'\\%")
+
+
+def filter_safe(value: str) -> bool:
+    """Whether ``value`` can stand in a Keap ``filter`` as itself (pure)."""
+    return bool(value) and value == value.strip() and not FILTER_SPECIAL.intersection(value) \
+        and value.upper() != "NONE"  # NONE is the documented "field is empty" value
+
 
 @dataclass(frozen=True)
-class UpsertResult:
-    contact_id: str
-    created: bool
+class Contact:
+    id: str
+    emails: tuple[str, ...] = ()
+    given_name: str | None = None
+    family_name: str | None = None
+    tag_ids: frozenset[str] = frozenset()
+
+    @classmethod
+    def from_keap(cls, body: Any, what: str, status: int) -> Contact:
+        if not isinstance(body, dict) or not body.get("id"):
+            raise KeapRequestRejected(f"{what}: answer without a contact id", status)
+        return cls(
+            id=str(body["id"]),
+            emails=tuple(str(e.get("email", "")) for e in body.get("email_addresses") or [] if isinstance(e, dict)),
+            given_name=body.get("given_name") or None,
+            family_name=body.get("family_name") or None,
+            tag_ids=frozenset(str(t) for t in body.get("tag_ids") or []),
+        )
+
+    def has_email(self, email: str) -> bool:
+        return email.casefold() in (e.casefold() for e in self.emails)
 
 
 class KeapClient:
     def __init__(self, session: KeapSession) -> None:
         self.session = session
 
+    @property
+    def tenant(self) -> str | None:
+        """The Keap app the session's credential belongs to: ids are only valid within it."""
+        return self.session.tenant
+
     def _call(self, method: str, path: str, what: str, **kwargs: Any) -> Any:
         return parse_body(self.session.request(method, path, what, **kwargs))
 
-    def upsert_contact(self, email: str, given_name: str | None, family_name: str | None) -> UpsertResult:
-        """Create the contact, or update the one with this e-mail: one call, Keap checks duplicates."""
+    def _pages(self, path: str, what: str, key: str, params: dict[str, Any]) -> Iterator[dict[str, Any]]:
+        """Every item of a listing, following ``next_page_token`` to the end."""
+        token: str | None = None
+        for _ in range(MAX_PAGES):
+            body = self._call("GET", path, what, params={**params, **({"page_token": token} if token else {})})
+            body = body if isinstance(body, dict) else {}
+            yield from (item for item in body.get(key) or [] if isinstance(item, dict))
+            following = body.get("next_page_token") or None
+            if following is None or following == token:
+                return
+            token = str(following)
+
+    # --- contacts -----------------------------------------------------------------------------------
+    def find_contact_by_email(self, email: str) -> Contact | None:
+        """The contact holding ``email`` in any of its e-mail fields (the oldest if several), or None."""
+        if filter_safe(email):
+            query = f"email=={email}"
+        else:
+            prefix = next((email[:i] for i, c in enumerate(email) if c in FILTER_SPECIAL), email)
+            if len(prefix) < 3:
+                raise KeapRequestRejected(f"find contact: cannot look {email!r} up by e-mail safely", 400)
+            query = f"email=={prefix}*"  # documented prefix wildcard; the exact match is checked below
+        params = {"filter": query, "fields": CONTACT_FIELDS, "page_size": 100}
+        matches = [Contact.from_keap(c, "find contact", 200) for c in self._pages("/v2/contacts", "find contact",
+                                                                                  "contacts", params)]
+        exact = sorted((c for c in matches if c.has_email(email)), key=lambda c: (len(c.id), c.id))
+        return exact[0] if exact else None
+
+    def create_contact(self, email: str, given_name: str | None, family_name: str | None) -> tuple[Contact, bool]:
+        """Create a contact for an e-mail no contact holds; returns it and whether Keap created it.
+
+        ``duplicate_option=Email``: two signups racing on one e-mail still give one contact (the second
+        request finds the first's contact, whose only e-mail is this one).
+        """
         body: dict[str, Any] = {"email_addresses": [{"email": email, "field": "EMAIL1"}]}
         if given_name:
             body["given_name"] = given_name
         if family_name:
             body["family_name"] = family_name
-        response = self.session.request(
-            "POST", "/v2/contacts", "upsert contact", params={"duplicate_option": "Email"}, json=body
-        )
-        contact = parse_body(response)
-        if not isinstance(contact, dict) or not contact.get("id"):
-            raise KeapRequestRejected("upsert contact: answer without an id", response.status_code)
-        return UpsertResult(contact_id=str(contact["id"]), created=response.status_code == 201)
+        response = self.session.request("POST", "/v2/contacts", "create contact", json=body,
+                                        params={"duplicate_option": "Email", "fields": CONTACT_FIELDS})
+        return Contact.from_keap(parse_body(response), "create contact", response.status_code), \
+            response.status_code == 201
 
+    def update_names(self, contact_id: str, given_name: str | None, family_name: str | None) -> None:
+        """Set the names the message carries, and nothing else (``update_mask``)."""
+        names = {k: v for k, v in (("given_name", given_name), ("family_name", family_name)) if v}
+        if names:
+            self._call("PATCH", f"/v2/contacts/{quote(contact_id, safe='')}", "update contact", json=names,
+                       params={"update_mask": sorted(names), "fields": "id"})
+
+    def get_contact(self, contact_id: str) -> Contact | None:
+        """The contact, or None when Keap has no contact with this id (deleted, or merged into another)."""
+        try:
+            body = self._call("GET", f"/v2/contacts/{quote(contact_id, safe='')}", "get contact",
+                              params={"fields": CONTACT_FIELDS})
+        except KeapRequestRejected as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return Contact.from_keap(body, "get contact", 200)
+
+    # --- tags -----------------------------------------------------------------------------------------
     def find_tag_id(self, name: str) -> str | None:
-        body = self._call("GET", "/v2/tags", "find tag", params={"filter": f"name=={name}"})
-        for tag in body.get("tags", []) if isinstance(body, dict) else []:
-            if tag.get("name") == name:
+        """The id of the tag named ``name``, over every page; an exact match wins over one that differs
+        only in case (in case Keap treats names case-insensitively)."""
+        params: dict[str, Any] = {"page_size": 1000}
+        if filter_safe(name):
+            params["filter"] = f"name=={name}"
+        folded: str | None = None
+        for tag in self._pages("/v2/tags", "find tag", "tags", params):
+            if tag.get("name") == name and tag.get("id"):
                 return str(tag["id"])
-        return None
+            if folded is None and str(tag.get("name", "")).casefold() == name.casefold() and tag.get("id"):
+                folded = str(tag["id"])
+        return folded
+
+    def tag_exists(self, tag_id: str) -> bool:
+        try:
+            self._call("GET", f"/v2/tags/{quote(tag_id, safe='')}", "get tag")
+        except KeapRequestRejected as exc:
+            if exc.status == 404:
+                return False
+            raise
+        return True
 
     def create_tag(self, name: str, description: str = "Applied by keaplink") -> str:
         body = self._call("POST", "/v2/tags", "create tag", json={"name": name, "description": description})
+        if not isinstance(body, dict) or not body.get("id"):
+            raise KeapRequestRejected("create tag: answer without a tag id", 200)
         return str(body["id"])
 
-    def apply_tag(self, tag_id: str, contact_id: str) -> str:
-        """Apply one tag to one contact; returns Keap's per-contact outcome string."""
-        body = self._call(
-            "POST",
-            f"/v2/tags/{quote(tag_id)}/contacts:applyTags",
-            "apply tag",
-            json={"contact_ids": [contact_id]},
-        )
-        results = body.get("results", {}) if isinstance(body, dict) else {}
-        return str(results.get(contact_id, "UNKNOWN"))
+    def apply_tag(self, tag_id: str, contact_ids: list[str]) -> dict[str, str]:
+        """Apply one tag to contacts; Keap's result string per contact id (absent ones are not in the map)."""
+        body = self._call("POST", f"/v2/tags/{quote(tag_id, safe='')}/contacts:applyTags", "apply tag",
+                          json={"contact_ids": list(dict.fromkeys(contact_ids))})
+        results = body.get("results") if isinstance(body, dict) else None
+        return {str(k): str(v) for k, v in results.items()} if isinstance(results, dict) else {}

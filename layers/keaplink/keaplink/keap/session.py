@@ -27,10 +27,12 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class Credential:
-    """Headers that authenticate a call, and which stored token they came from (None for an API key)."""
+    """Headers that authenticate a call, which stored token they came from (None for an API key), and the
+    Keap app (tenant) they act on: contact and tag ids are only valid within it."""
 
     headers: Mapping[str, str] = field(repr=False)
     version: int | None = None
+    tenant: str | None = None
 
 
 class AuthSource(Protocol):
@@ -74,6 +76,10 @@ class KeapSession:
         self._credential = auth.current()
         self._reauthorized = False
         self.calls = 0  # requests sent, for the batch's log line and the benchmark
+
+    @property
+    def tenant(self) -> str | None:
+        return self._credential.tenant
 
     def request(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
         """One REST call, retried in place on a 401 (once per session), a short 429 or one 5xx/timeout."""

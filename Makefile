@@ -3,10 +3,13 @@
 #   make test      everything CI checks (lint, types, template, build, all tests)
 #   make invoke FUNCTION=RefreshFunction EVENT=events/refresh.json   (against the running demo)
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The Python version is named once, as template.yaml's `Runtime: &runtime pythonN.N`; devtools/runtime-python
+# reads it and finds that interpreter (pythonN.N on PATH, else pyenv's). PYTHON=… overrides the search.
+PYTHON_VERSION := $(shell devtools/runtime-python --version)
+PYTHON ?= $(shell devtools/runtime-python)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt constraints-dev.txt | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-py$(PYTHON_VERSION)-$(shell cat requirements-dev.txt constraints-dev.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := $(CURDIR)/layers/keaplink:$(CURDIR)/sandbox:$(CURDIR)/devtools:$(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
@@ -19,8 +22,10 @@ help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 $(STAMP): requirements-dev.txt constraints-dev.txt
-	@echo "==> setting up $(VENV) ($(PYTHON)); first time takes about a minute"
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (keaplink targets the python3.11 Lambda runtime)"; exit 1; }
+	@test -n "$(PYTHON)" || exit 1 # devtools/runtime-python said why
+	@echo "==> setting up $(VENV) ($(PYTHON), the python$(PYTHON_VERSION) runtime's); first time takes about a minute"
+	@if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(PYTHON_VERSION)")'; then \
+		echo "==> $(VENV) has another Python version: recreating it"; rm -rf $(VENV); fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints-dev.txt

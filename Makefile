@@ -16,10 +16,10 @@ export AWS_EC2_METADATA_DISABLED := true
 PYTEST_ARGS ?=
 
 .PHONY: help venv lint typecheck template build test test-fast e2e-deps browser ministack demo invoke \
-        sandbox soak bench deploy clean
+        docker lambda-image sandbox soak bench deploy clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements-dev.txt constraints-dev.txt
 	@test -n "$(PYTHON)" || exit 1 # devtools/runtime-python said why
@@ -53,6 +53,12 @@ browser: ## install Debian's chromium + chromedriver for the e2e tests
 		echo "==> installing chromium and chromium-driver (Debian packages)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
+
+docker: ## Docker for sam local: as root, installs docker.io + debootstrap (apt) and starts dockerd if needed
+	@devtools/ensure-docker
+
+lambda-image: venv docker ## the image sam local runs functions in: AWS's if it can be pulled, else a stand-in
+	@$(PY) -m keaplink_dev.lambda_image >/dev/null
 
 e2e-deps: ministack browser build
 

@@ -16,7 +16,7 @@ export AWS_EC2_METADATA_DISABLED := true
 PYTEST_ARGS ?=
 
 .PHONY: help venv lint typecheck template build test test-fast e2e-deps browser ministack demo invoke \
-        docker lambda-image sandbox soak bench deploy clean
+        docker lambda-image sam-invoke sam-api sandbox soak bench deploy clean
 
 help:
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -74,6 +74,13 @@ demo: venv ## run the whole system locally; Ctrl-C stops it (installs the emulat
 invoke: venv ## invoke a deployed function of the running demo: FUNCTION=… EVENT=events/….json
 	@test -n "$(FUNCTION)" && test -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=RefreshFunction EVENT=events/refresh.json"; exit 2; }
 	@$(PY) -m keaplink_dev.invoke $(FUNCTION) $(EVENT)
+
+sam-invoke: venv docker ## sam local invoke against the running demo (Docker): FUNCTION=… EVENT=events/….json
+	@test -n "$(FUNCTION)" && test -n "$(EVENT)" || { echo "usage: make sam-invoke FUNCTION=RefreshFunction EVENT=events/refresh-force.json"; exit 2; }
+	@$(PY) -m keaplink_dev.sam_local invoke $(FUNCTION) $(EVENT)
+
+sam-api: venv docker ## sam local start-api on 127.0.0.1:3000 (PORT=…) against the running demo (Docker)
+	@$(PY) -m keaplink_dev.sam_local start-api --port $${PORT:-3000}
 
 sandbox: venv ## run only the Keap sandbox (port 8765)
 	@$(PY) -m keap_sandbox --port $${KEAP_SANDBOX_PORT:-8765}

@@ -69,6 +69,7 @@ class TcpRelay:
         self._selector = selectors.DefaultSelector()
         self._sockets: set[socket.socket] = set()
         self._peer: dict[socket.socket, socket.socket] = {}
+        self._drained: set[socket.socket] = set()  # sockets that sent EOF
         self._stop = threading.Event()
         self._wake_r, self._wake_w = socket.socketpair()
         self._thread: threading.Thread | None = None
@@ -107,6 +108,7 @@ class TcpRelay:
             sock.close()
         self._sockets.clear()
         self._peer.clear()
+        self._drained.clear()
         with contextlib.suppress(KeyError, ValueError):
             self._selector.unregister(self._wake_r)
         self._selector.close()
@@ -148,10 +150,18 @@ class TcpRelay:
             data = sock.recv(65536)
         except BlockingIOError:
             return
-        except OSError:
-            data = b""
-        if not data:
+        except OSError:  # reset: both directions are gone
             self._close_pair(sock, peer)
+            return
+        if not data:  # this side is done sending: pass the half-close on, close once both sides are done
+            with contextlib.suppress(KeyError, ValueError):
+                self._selector.unregister(sock)
+            self._drained.add(sock)
+            if peer in self._drained:
+                self._close_pair(sock, peer)
+            else:
+                with contextlib.suppress(OSError):
+                    peer.shutdown(socket.SHUT_WR)
             return
         try:
             peer.setblocking(True)  # the peer is local: a short blocking write keeps ordering simple
@@ -166,6 +176,7 @@ class TcpRelay:
             with contextlib.suppress(KeyError, ValueError):
                 self._selector.unregister(sock)
             self._peer.pop(sock, None)
+            self._drained.discard(sock)
             self._sockets.discard(sock)
             sock.close()
 

@@ -60,7 +60,7 @@ docker: ## Docker for sam local: as root, installs docker.io + debootstrap (apt)
 lambda-image: venv docker ## the image sam local runs functions in: AWS's if it can be pulled, else a stand-in
 	@$(PY) -m keaplink_dev.lambda_image >/dev/null
 
-e2e-deps: ministack browser build
+e2e-deps: ministack browser build docker lambda-image
 
 test: lint template e2e-deps ## everything CI checks: lint, types, template, build, unit/integration/e2e tests
 	@echo "==> pytest"; $(PY) -m pytest tests $(PYTEST_ARGS)

@@ -123,7 +123,13 @@ class SamEnvWriter:
         host, needs_relay = container_host()
         if host is None:
             return False
-        envs, ports = container_environments(deployed_environments(self.endpoint, self.stack_name), host)
+        try:
+            deployed = deployed_environments(self.endpoint, self.stack_name)
+        except Exception as exc:  # noqa: BLE001 - the demo runs on without sam local
+            self.failed = True
+            self.out(f"  (sam local: cannot read the functions' configuration: {exc}; no {self.path.name})")
+            return False
+        envs, ports = container_environments(deployed, host)
         if needs_relay:
             try:
                 self.relay = TcpRelay(host, ports).start()

@@ -157,3 +157,18 @@ def test_debian_packages_for_the_interpreters_libraries() -> None:
     assert lambda_image.debian_packages_for({str(libc)}) == ("libc6",)
     with pytest.raises(lambda_image.ImageError, match="no Debian package"):
         lambda_image.debian_packages_for({"/no/such/lib.so"})
+
+
+def test_sam_env_writer_keeps_the_demo_running_when_the_emulator_fails(tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import keaplink_dev.sam_local as sam_local
+
+    def broken(endpoint: str, stack: str) -> dict[str, dict[str, str]]:
+        raise ConnectionError("emulator gone")
+
+    monkeypatch.setattr(sam_local, "container_host", lambda: ("10.0.0.1", False))
+    monkeypatch.setattr(sam_local, "deployed_environments", broken)
+    lines: list[str] = []
+    with SamEnvWriter("http://127.0.0.1:4566", "stack", lines.append, tmp_path / "sam-env.json") as writer:
+        assert writer.poll() is False and writer.poll() is False  # reported once, not retried every tick
+    assert len(lines) == 1 and "emulator gone" in lines[0]

@@ -3,24 +3,29 @@
 #   make test      everything CI checks (lint, types, template, build, all tests)
 #   make invoke FUNCTION=RefreshFunction EVENT=events/refresh.json   (against the running demo)
 SHELL := /bin/bash
-PYTHON ?= python3.11
+# The Python version is named once, as template.yaml's `Runtime: &runtime pythonN.N`; devtools/runtime-python
+# reads it and finds that interpreter (pythonN.N on PATH, else pyenv's). PYTHON=… overrides the search.
+PYTHON_VERSION := $(shell devtools/runtime-python --version)
+PYTHON ?= $(shell devtools/runtime-python)
 VENV := .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(shell cat requirements-dev.txt constraints-dev.txt | cksum | cut -d' ' -f1)
+STAMP := $(VENV)/.installed-py$(PYTHON_VERSION)-$(shell cat requirements-dev.txt constraints-dev.txt | cksum | cut -d' ' -f1)
 export PYTHONPATH := $(CURDIR)/layers/keaplink:$(CURDIR)/sandbox:$(CURDIR)/devtools:$(CURDIR)
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
 PYTEST_ARGS ?=
 
 .PHONY: help venv lint typecheck template build test test-fast e2e-deps browser ministack demo invoke \
-        sandbox soak bench deploy clean
+        docker lambda-image sam-invoke sam-api sandbox soak bench deploy clean
 
 help:
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
 
 $(STAMP): requirements-dev.txt constraints-dev.txt
-	@echo "==> setting up $(VENV) ($(PYTHON)); first time takes about a minute"
-	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found (keaplink targets the python3.11 Lambda runtime)"; exit 1; }
+	@test -n "$(PYTHON)" || exit 1 # devtools/runtime-python said why
+	@echo "==> setting up $(VENV) ($(PYTHON), the python$(PYTHON_VERSION) runtime's); first time takes about a minute"
+	@if [ -x $(PY) ] && ! $(PY) -c 'import sys; sys.exit("%d.%d" % sys.version_info[:2] != "$(PYTHON_VERSION)")'; then \
+		echo "==> $(VENV) has another Python version: recreating it"; rm -rf $(VENV); fi
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check --upgrade pip
 	@$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt -c constraints-dev.txt
@@ -49,7 +54,13 @@ browser: ## install Debian's chromium + chromedriver for the e2e tests
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
 		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium chromium-driver >/dev/null; }
 
-e2e-deps: ministack browser build
+docker: ## Docker for sam local: as root, installs docker.io + debootstrap (apt) and starts dockerd if needed
+	@devtools/ensure-docker
+
+lambda-image: venv docker ## the image sam local runs functions in: AWS's if it can be pulled, else a stand-in
+	@$(PY) -m keaplink_dev.lambda_image >/dev/null
+
+e2e-deps: ministack browser build docker lambda-image
 
 test: lint template e2e-deps ## everything CI checks: lint, types, template, build, unit/integration/e2e tests
 	@echo "==> pytest"; $(PY) -m pytest tests $(PYTEST_ARGS)
@@ -63,6 +74,13 @@ demo: venv ## run the whole system locally; Ctrl-C stops it (installs the emulat
 invoke: venv ## invoke a deployed function of the running demo: FUNCTION=… EVENT=events/….json
 	@test -n "$(FUNCTION)" && test -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=RefreshFunction EVENT=events/refresh.json"; exit 2; }
 	@$(PY) -m keaplink_dev.invoke $(FUNCTION) $(EVENT)
+
+sam-invoke: venv docker ## sam local invoke against the running demo (Docker): FUNCTION=… EVENT=events/….json
+	@test -n "$(FUNCTION)" && test -n "$(EVENT)" || { echo "usage: make sam-invoke FUNCTION=RefreshFunction EVENT=events/refresh-force.json"; exit 2; }
+	@$(PY) -m keaplink_dev.sam_local invoke $(FUNCTION) $(EVENT)
+
+sam-api: venv docker ## sam local start-api on 127.0.0.1:3000 (PORT=…) against the running demo (Docker)
+	@$(PY) -m keaplink_dev.sam_local start-api --port $${PORT:-3000}
 
 sandbox: venv ## run only the Keap sandbox (port 8765)
 	@$(PY) -m keap_sandbox --port $${KEAP_SANDBOX_PORT:-8765}

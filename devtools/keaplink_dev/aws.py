@@ -102,6 +102,11 @@ def local_state_path(repo_root: Path | str | None = None) -> Path:
     return Path(state_dir) / "local.json" if state_dir else Path(repo_root or REPO_ROOT) / LOCAL_STATE
 
 
+def sam_env_path(repo_root: Path | str | None = None) -> Path:
+    """``sam-env.json`` beside ``local.json``: the running stack's function variables for ``sam local``."""
+    return local_state_path(repo_root).parent / "sam-env.json"
+
+
 def read_local_state(repo_root: Path | str | None = None) -> dict[str, Any]:
     try:
         data = json.loads(local_state_path(repo_root).read_text())
@@ -113,10 +118,14 @@ def read_local_state(repo_root: Path | str | None = None) -> dict[str, Any]:
 def write_local_state(state: dict[str, Any], repo_root: Path | str | None = None) -> Path:
     """Write ``local.json`` for scripts, the CLI and ``make invoke``: atomically (a reader never sees half
     a file) and readable by its owner only (it holds the local admin password)."""
-    path = local_state_path(repo_root)
+    return write_json_private(local_state_path(repo_root), state)
+
+
+def write_json_private(path: Path, data: Any) -> Path:
+    """Write ``data`` as JSON to ``path`` atomically, readable by its owner only."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(state, indent=2) + "\n")
+    tmp.write_text(json.dumps(data, indent=2) + "\n")
     os.chmod(tmp, 0o600)
     tmp.replace(path)
     return path

@@ -8,6 +8,7 @@ progress line per phase, and raise :class:`SamError` with the last lines of outp
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from keaplink_dev.aws import DEFAULT_REGION, REPO_ROOT, client, local_env, stack_outputs
+from keaplink_dev.runtime import python_executable
 
 Printer = Callable[[str], None]
 
@@ -120,7 +122,10 @@ def sam_build(
         elif m := re.match(r"\s*Building codeuri: \S+.*?functions: (.*)$", line):
             out(f"[build]   function {m.group(1)}")
 
-    _run("build", cmd, root, local_env("http://127.0.0.1:9", DEFAULT_REGION), on_line)
+    env = local_env("http://127.0.0.1:9", DEFAULT_REGION)
+    # `BuildMethod: pythonN.N` makes sam look for pythonN.N on PATH (a pyenv shim that does not run fails it)
+    env["PATH"] = os.pathsep.join([str(python_executable().parent), env.get("PATH", "")])
+    _run("build", cmd, root, env, on_line)
     out(f"[build] done in {time.monotonic() - start:.1f}s")
     return build / "template.yaml"
 

@@ -2,8 +2,9 @@
 
 ministack pins its own botocore, so it lives in its own venv at ``.tools/ministack`` (see
 :func:`ensure_installed`). It serves every AWS API on one port; Python Lambda functions run as local
-worker processes (``<venv>/bin/python3.11 /tmp/.../_worker.py``) in ministack's process group, so stopping
-the group also stops every function process.
+worker processes of that venv's interpreter (``<venv>/bin/python /tmp/.../_worker.py``) in ministack's
+process group, so stopping the group also stops every function process. The venv is therefore made with the
+template's runtime version (:mod:`keaplink_dev.runtime`), so functions run locally on Lambda's Python.
 
 State is kept in memory only: a restarted ministack is empty and the stack has to be deployed again.
 """
@@ -12,10 +13,10 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -24,10 +25,12 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
+from keaplink_dev.runtime import python_executable, python_version
+
 # Pinned together: ministack itself, the SAM translator it needs to accept templates with
 # ``Transform: AWS::Serverless-2016-10-31`` (ministack's CloudFormation refuses them without it, and
 # ``sam deploy --resolve-s3`` needs it for its own managed-bucket stack), and boto3 - which functions
-# import from this venv, as the real Lambda python3.11 runtime provides boto3 (the translator pulls it in;
+# import from this venv, as the real Lambda Python runtime provides boto3 (the translator pulls it in;
 # pinning it keeps it matched to ministack's botocore pin).
 MINISTACK_VERSION = "1.5.33"
 REQUIREMENTS = (
@@ -57,7 +60,8 @@ def _installed_versions(python: Path) -> dict[str, str] | None:
     if not python.exists():
         return None
     code = (
-        "import importlib.metadata as m\n"
+        "import importlib.metadata as m, sys\n"
+        "print('python', '%d.%d' % sys.version_info[:2])\n"
         "for n in ('ministack', 'aws-sam-translator', 'boto3'):\n"
         "    try:\n        print(n, m.version(n))\n"
         "    except m.PackageNotFoundError:\n        print(n, '-')\n"
@@ -69,22 +73,27 @@ def _installed_versions(python: Path) -> dict[str, str] | None:
 
 
 def _wanted_versions() -> dict[str, str]:
-    return dict(req.split("==", 1) for req in REQUIREMENTS)
+    return {"python": python_version(), **dict(req.split("==", 1) for req in REQUIREMENTS)}
 
 
 def ensure_installed(repo_root: Path | str, *, out: Printer = _default_print, python: str | None = None) -> Path:
     """Make sure ``.tools/ministack`` holds the pinned ministack; return the path of its ``ministack`` script.
 
-    Creates the venv (with ``python3.11`` unless ``python`` is given) and pip-installs :data:`REQUIREMENTS`
-    when the venv is missing or holds other versions. Prints one line per step.
+    Creates the venv (with the template's runtime interpreter unless ``python`` is given; a venv of another
+    Python version is replaced) and pip-installs :data:`REQUIREMENTS` when the venv is missing or holds
+    other versions. Prints one line per step.
     """
     venv = venv_dir(repo_root)
     vpython = venv / "bin" / "python"
     script = venv / "bin" / "ministack"
-    if _installed_versions(vpython) == _wanted_versions() and script.exists():
+    installed = _installed_versions(vpython)
+    if installed == _wanted_versions() and script.exists():
         return script
+    if installed is not None and installed.get("python") != python_version():
+        out(f"[ministack] {venv} has Python {installed.get('python')}, the runtime is {python_version()}: replacing it")
+        shutil.rmtree(venv)
     if not vpython.exists():
-        base = python or ("python3.11" if sys.version_info[:2] != (3, 11) else sys.executable)
+        base = python or str(python_executable())
         out(f"[ministack] creating venv {venv} with {base}")
         venv.parent.mkdir(parents=True, exist_ok=True)
         proc = subprocess.run([base, "-m", "venv", str(venv)], capture_output=True, text=True, check=False)  # noqa: S603
@@ -278,8 +287,6 @@ class MiniStack:
         self._close_log()
         tmp = self.workdir / "tmp"
         if tmp.is_dir():
-            import shutil
-
             for child in tmp.glob("ministack-*"):
                 if child.is_dir():
                     shutil.rmtree(child, ignore_errors=True)

@@ -2,7 +2,8 @@
 
 Starts the Keap sandbox (unless the ``KEAP_*_URL`` variables point at a real Keap), the ministack AWS
 emulator, builds and deploys ``template.yaml`` into it, writes ``.keaplink/local.json`` for scripts, prints
-what to open, then tails one line per function invocation until Ctrl-C or SIGTERM stops everything.
+what to open, then tails one line per function invocation until Ctrl-C or SIGTERM stops everything. Once
+Docker runs, it also writes ``.keaplink/sam-env.json`` for ``sam local`` (:mod:`keaplink_dev.sam_local`).
 
 Environment (all optional):
   KEAPLINK_AWS_PORT (4566)      the emulator's port
@@ -11,7 +12,7 @@ Environment (all optional):
   KEAP_CLIENT_ID / KEAP_CLIENT_SECRET   needed with a real Keap (default: the sandbox's)
   KEAP_AUTHORIZE_URL / KEAP_TOKEN_URL / KEAP_API_URL   a real Keap instead of the sandbox
   KEAPLINK_REFRESH_SCHEDULE (rate(5 minutes))   how often the refresh check runs locally
-  KEAPLINK_STATE_DIR (.keaplink)  where local.json and logs go
+  KEAPLINK_STATE_DIR (.keaplink)  where local.json, sam-env.json and logs go
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ import requests
 from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, REPO_ROOT, local_state_path, write_local_state
 from keaplink_dev.deploy import SamError, sam_build, sam_deploy
 from keaplink_dev.ministack import MiniStack, MiniStackError, ensure_installed, port_in_use
+from keaplink_dev.sam_local import SamEnvWriter
 
 SANDBOX_CLIENT_ID = "sandbox-client-id"
 SANDBOX_CLIENT_SECRET = "sandbox-client-secret"  # the sandbox's own, public by design
@@ -182,8 +184,7 @@ def banner(state: dict[str, Any], out: Printer) -> None:
         "  ./keaplink send signup --user-id u1 --email ada@example.com --given-name Ada",
         "  ./keaplink send press --user-id u1",
         "  make invoke FUNCTION=RefreshFunction EVENT=events/refresh-force.json",
-        "",
-        "Function invocations (one line each); Ctrl-C stops everything:",
+        "  make sam-invoke FUNCTION=RefreshFunction EVENT=events/refresh-force.json   (sam local, Docker)",
     ]
     for line in lines:
         out(line)
@@ -237,12 +238,18 @@ def run(out: Printer = say, stop: threading.Event | None = None) -> int:
         path = write_local_state(state)
         banner(state, out)
         out(f"  (state for scripts: {path})")
+        sam_env = stack.enter_context(SamEnvWriter(emulator.endpoint, DEFAULT_STACK, out))
+        if not sam_env.poll():
+            out(f"  (sam local: {sam_env.path.name} follows once Docker runs - `make docker`)")
+        out("")
+        out("Function invocations (one line each); Ctrl-C stops everything:")
         tail = threading.Thread(target=tail_logs, args=(emulator.endpoint, stop, out), daemon=True)
         tail.start()
         while not stop.wait(0.5):
             if not emulator.running():
                 out("local AWS stopped unexpectedly; see " + str(state_dir / "ministack.log"))
                 return 1
+            sam_env.poll()
         out("\nStopping…")
     state_file.unlink(missing_ok=True)
     out("Stopped; no process left behind.")

@@ -18,6 +18,7 @@ from keaplink_dev import invoke as invoke_mod
 from keaplink_dev.aws import client, physical_id, stack_functions
 from keaplink_dev.deploy import sam_deploy
 from keaplink_dev.logs import Invocation, follow_invocations
+from keaplink_dev.runtime import python_version
 
 from .conftest import TOY_SECRET, TOY_STACK, ToyStack
 
@@ -79,7 +80,7 @@ def test_rest_api_runs_function_with_layer_and_services(toy_stack: ToyStack) -> 
     assert event["multiValueQueryStringParameters"] == {"q": ["1", "2"]}
     assert event["body"] == '{"k": 1}'
     # function process: ministack's venv python, layer on sys.path, env from template + emulator
-    assert "/.tools/ministack/" in data["python"] and data["version"].startswith("3.11")
+    assert "/.tools/ministack/" in data["python"] and data["version"].startswith(python_version() + ".")
     assert any(p.endswith("/layer_0/python") for p in data["sys_path"])
     env = data["env"]
     assert env["AWS_ENDPOINT_URL"] == toy_stack.endpoint

@@ -7,6 +7,7 @@ import io
 import json
 import zipfile
 
+from keaplink_dev.runtime import runtime
 from tests.support.aws_local import AwsResources
 
 
@@ -22,7 +23,7 @@ def register_actions_function(aws: AwsResources) -> str:
     with zipfile.ZipFile(buf, "w") as zf:
         zf.writestr("app.py", "def lambda_handler(event, context):\n    return {}\n")
     lam = aws.client("lambda")
-    lam.create_function(FunctionName=name, Runtime="python3.11", Role=role, Handler="app.lambda_handler",
+    lam.create_function(FunctionName=name, Runtime=runtime(), Role=role, Handler="app.lambda_handler",
                         Code={"ZipFile": buf.getvalue()})
     sqs = aws.client("sqs")
     arn = sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]

@@ -29,7 +29,7 @@ from tests.support.flows import consent
 pytestmark = pytest.mark.e2e
 
 # template.yaml's logical ids, named once here
-ADMIN, CALLBACK, REFRESH, ACTIONS = "AuthorizeFunction", "CallbackFunction", "RefreshFunction", "ActionsFunction"
+ADMIN, CALLBACK, REFRESH, ACTIONS = "AdminFunction", "CallbackFunction", "RefreshFunction", "ActionsFunction"
 DOCKER_IMPOSSIBLE = 3  # devtools/ensure-docker: no daemon, and no root to start one
 
 

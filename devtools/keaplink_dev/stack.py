@@ -66,13 +66,17 @@ def _check_port(port: int, what: str, variable: str) -> None:
 
 
 @contextmanager
-def keap_sandbox(port: int, state_dir: Path, out: Printer) -> Iterator[str]:
-    """Run the sandbox as a child process (its own process group) and yield its base URL."""
+def keap_sandbox(port: int, state_dir: Path, out: Printer, validate_contract: bool = True) -> Iterator[str]:
+    """Run the sandbox as a child process (its own process group) and yield its base URL.
+
+    ``validate_contract``: check every Keap call against Keap's v2 contract (violations are logged and
+    listed at ``/_sandbox/contract``); off for the benchmark, where it would cost the sandbox CPU."""
     _check_port(port, "Keap sandbox", "KEAP_SANDBOX_PORT")
     log = (state_dir / "keap-sandbox.log").open("w")
     env = {**os.environ, "PYTHONPATH": str(REPO_ROOT / "sandbox")}
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-        [sys.executable, "-m", "keap_sandbox", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "keap_sandbox", "--host", "127.0.0.1", "--port", str(port),
+         *(["--validate-contract"] if validate_contract else [])],
         stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True,
     )
     url = f"http://127.0.0.1:{port}"

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 
 from tests.support.aws_local import free_port
 
@@ -64,6 +65,10 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         time.sleep(0.5)
     stack = LocalStack(json.loads(state_file.read_text()), log, state_dir)
     yield stack
+    # Every Keap call the deployed functions made during the e2e tests, checked against Keap's v2 contract.
+    sandbox = stack["keap_token_url"].rsplit("/token", 1)[0]
+    violations = requests.get(f"{sandbox}/_sandbox/contract", timeout=10).json()
+    validating = requests.get(f"{sandbox}/_sandbox/state", timeout=10).json()["contract"]["validating"]
     os.killpg(proc.pid, signal.SIGTERM)  # what Ctrl-C / a service manager does
     try:
         code = proc.wait(60)
@@ -75,3 +80,4 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     leftovers = pgrep.stdout.split()
     assert leftovers == [], f"processes left behind: {leftovers}"
     assert "Stopped; no process left behind." in log.read_text()
+    assert validating and violations == [], f"Keap calls that broke Keap's v2 contract: {violations}"

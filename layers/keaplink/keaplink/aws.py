@@ -5,11 +5,9 @@ These build; the composition root (:mod:`keaplink.root`) caches what they build,
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any
 
 from keaplink.config import Settings
-
-M = TypeVar("M", bound=type)
 
 
 def make_client(service: str, settings: Settings) -> Any:
@@ -32,7 +30,7 @@ def conditional_failed(exc: Exception) -> bool:
     return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
-def bind_table(model: M, table_name: str, settings: Settings) -> M:
+def bind_table[M: type](model: M, table_name: str, settings: Settings) -> M:
     """A subclass of the pynamodb ``model`` bound to a table name, region and endpoint.
 
     pynamodb reads ``Meta`` when the class is created, so binding at run time means a new subclass.

@@ -3,8 +3,8 @@
     keaplink send signup --user-id u1 --email ada@example.com [--given-name Ada] [--family-name L]
     keaplink send press --user-id u1 [--email …]
     keaplink send tag --user-id u1 --tag vip
-    keaplink dlq list [--max 100]
-    keaplink dlq redrive (--all | MESSAGE_ID …)
+    keaplink dlq list [--max 100]              (control characters shown escaped)
+    keaplink dlq redrive (--all | MESSAGE_ID …) (--all: every message, however many)
     keaplink status
 
 Targets come from flags, else the environment (KEAPLINK_QUEUE_URL, KEAPLINK_DLQ_URL, AWS_ENDPOINT_URL),
@@ -79,31 +79,34 @@ def _send(args: argparse.Namespace, targets: Targets) -> int:
 
 def _dlq(args: argparse.Namespace, targets: Targets) -> int:
     from keaplink.actions.dead_letters import DeadLetterQueue
+    from keaplink.text import printable
 
     sqs = targets.sqs()
     dlq = DeadLetterQueue(lambda: sqs, targets.pick(args.dlq_url, targets.settings.dlq_url, "dlq_url",
                                                      "KEAPLINK_DLQ_URL"))
-    letters = dlq.peek(args.max)
     if args.action == "list":
+        letters = dlq.peek(args.max or 100)
         dlq.release(letters)
         if not letters:
             print("the DLQ is empty")
-        for letter in letters:
-            source = f"  (was {letter.source_message_id})" if letter.source_message_id else ""
-            print(f"{letter.message_id}{source}  receives={letter.receive_count}  reason: {letter.reason}")
-            print(f"    {letter.body[:200]}")
+        for letter in letters:  # bodies and reasons come from outside: control characters are shown escaped
+            source = f"  (was {printable(letter.source_message_id)})" if letter.source_message_id else ""
+            print(f"{printable(letter.message_id)}{source}  receives={letter.receive_count}  "
+                  f"reason: {printable(letter.reason, 500)}")
+            print(f"    {printable(letter.body, 200)}")
         return 0
     queue = targets.pick(args.queue_url, targets.settings.queue_url, "queue_url", "KEAPLINK_QUEUE_URL")
-    chosen = [x for x in letters if args.all or x.message_id in args.ids]
-    dlq.release([x for x in letters if x not in chosen])
-    missing = set(args.ids) - {x.message_id for x in chosen}
-    for letter in chosen:
-        dlq.redrive(letter, queue)
-        print(f"redriven {letter.message_id}")
-    if missing:
-        print(f"not found in the DLQ: {', '.join(sorted(missing))}", file=sys.stderr)
-    print(f"{len(chosen)} message(s) sent back to the main queue")
-    return 1 if missing else 0
+    if args.all:
+        moved = dlq.redrive_all(queue, on_progress=lambda n: print(f"  … {n} sent back so far", flush=True))
+        print(f"{moved} message(s) sent back to the main queue")
+        return 0
+    result = dlq.redrive_ids(args.ids, queue)
+    for message_id in result.redriven:
+        print(f"redriven {message_id}")
+    if result.missing:
+        print(f"not found in the DLQ: {', '.join(printable(x) for x in result.missing)}", file=sys.stderr)
+    print(f"{len(result.redriven)} message(s) sent back to the main queue")
+    return 1 if result.missing else 0
 
 
 def _status(args: argparse.Namespace, targets: Targets) -> int:
@@ -132,7 +135,7 @@ def main(argv: list[str] | None = None) -> int:
     dlq.add_argument("action", choices=["list", "redrive"])
     dlq.add_argument("ids", nargs="*", help="message ids to redrive")
     dlq.add_argument("--all", action="store_true", help="redrive every message")
-    dlq.add_argument("--max", type=int, default=100)
+    dlq.add_argument("--max", type=int, default=None, help="list at most this many (default 100)")
     dlq.add_argument("--dlq-url")
     dlq.add_argument("--queue-url")
     status = sub.add_parser("status", help="the connection's status (status.json)")

@@ -10,7 +10,7 @@ from keaplink import root
 from keaplink.admin import web
 from keaplink.observability import metrics
 
-app = web.resolver(root.settings, root.admin_password)  # every route: Basic auth, typed-error pages
+app = web.resolver(root.settings, root.admin_gate)  # every route: Basic auth, typed-error pages
 
 
 @app.get("/")
@@ -33,4 +33,4 @@ def refresh_now() -> Response[str]:
     return web.refresh_now(app, root.refresher(metrics))
 
 
-lambda_handler = web.lambda_handler(app)  # logs with the request id, metrics flushed, then routed
+lambda_handler = web.lambda_handler(app, root.settings)  # logs with the request id, metrics flushed, then routed

@@ -1,16 +1,20 @@
 """The composition root: the one place that builds keaplink's collaborators from configuration.
 
 Handlers ask it for what they need and hand that to one package. Everything is built on first use and
-cached for the container's life (clients, bound tables, secrets, the rate limiter, the tag-id cache);
-:func:`reset` forgets it all, so tests point keaplink elsewhere by changing the environment. Packages are
-imported inside the factories: a function imports only the part of the layer it uses.
+cached for the container's life (clients, bound tables, the Keap client secret, the rate limiter, the
+tag-id cache) — except the admin password, cached for 5 minutes so that a rotation takes effect within
+minutes in warm containers too. :func:`reset` forgets it all, so tests point keaplink elsewhere by changing
+the environment. Packages are imported inside the factories: a function imports only the part of the layer
+it uses.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from keaplink.aws import bind_table, make_client
 from keaplink.config import Settings, get_settings
@@ -22,6 +26,8 @@ if TYPE_CHECKING:
     from keaplink.actions.table import DataItem
     from keaplink.actions.tags import TagIds
     from keaplink.actions.users import UserStore
+    from keaplink.admin.gate import Gate
+    from keaplink.admin.lockout import FailedSignIns
     from keaplink.connection.credentials import ClientCredentials
     from keaplink.connection.oauth import OAuthClient
     from keaplink.connection.refresh import Refresher
@@ -33,6 +39,30 @@ if TYPE_CHECKING:
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()  # botocore's session is not safe for concurrent client creation
+
+T = TypeVar("T")
+ADMIN_SECRET_TTL_S = 300.0  # how long a rotated admin password may take to count in a warm container
+
+
+class Expiring(Generic[T]):
+    """A value loaded on first use and again once it is older than ``ttl_s``."""
+
+    def __init__(self, load: Callable[[], T], ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._load = load
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._value: tuple[float, T] | None = None
+
+    def __call__(self) -> T:
+        with self._lock:
+            if self._value is None or self.clock() - self._value[0] >= self.ttl_s:
+                self._value = (self.clock(), self._load())
+            return self._value[1]
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._value = None
 
 
 def settings() -> Settings:
@@ -114,11 +144,27 @@ def keap_auth(metrics: MetricsPort | None = None, through: Refresher | None = No
 
 
 # --- the admin panel ----------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def admin_password() -> str:
+def _load_admin_password() -> str:
     from keaplink.admin.auth import password_from_secret
 
     return password_from_secret(_secret(settings().need("admin_secret_id")))
+
+
+admin_password = Expiring(_load_admin_password, ADMIN_SECRET_TTL_S)
+
+
+def failed_sign_ins() -> FailedSignIns:
+    from keaplink.admin.lockout import FailedSignIns
+
+    return FailedSignIns(connection_table)
+
+
+def admin_gate() -> Gate:
+    """Who may use the admin routes: the password read only for well-formed credentials of an unlocked
+    source, and then from the 5-minute cache."""
+    from keaplink.admin.gate import Gate
+
+    return Gate(password=admin_password, failures=failed_sign_ins)
 
 
 def client_id() -> str:

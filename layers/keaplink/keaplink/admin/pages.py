@@ -1,7 +1,14 @@
-"""The admin panel's HTML. Small, dependency-free, readable on a phone; every value is escaped."""
+"""The admin panel's HTML. Small, dependency-free, readable on a phone; every value is escaped.
+
+No text of a request ever reaches a page: notices are chosen by a code from a fixed set
+(:data:`DONE_MESSAGES`), Keap's OAuth errors by their ``error`` code (:data:`OAUTH_ERRORS`). The one inline
+stylesheet is allowed by its hash in the Content-Security-Policy (:data:`CSP`); nothing else may load.
+"""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 from html import escape
 from typing import Any
 
@@ -18,8 +25,32 @@ dt{color:#5b6575}dd{margin:0;word-break:break-all}
 .btn{display:inline-block;padding:.6rem 1.1rem;border-radius:.4rem;border:0;background:#2456d6;color:#fff;
 text-decoration:none;font-size:1rem;cursor:pointer;margin:.3rem .4rem .3rem 0}.btn.secondary{background:#5b6575}
 .msg{padding:.7rem 1rem;border-radius:.4rem;margin-bottom:1rem}.ok{background:#dff5e3}.err{background:#fde2e1}
-code{background:#eef1f5;padding:.1rem .3rem;border-radius:.2rem}
+code{background:#eef1f5;padding:.1rem .3rem;border-radius:.2rem}.inline{display:inline}
 """
+_STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
+# Nothing but this page's own stylesheet; forms post only to this origin; no page may frame this one.
+CSP = (f"default-src 'none'; style-src '{_STYLE_HASH}'; form-action 'self'; base-uri 'none'; "
+       "frame-ancestors 'none'")
+
+# ?done=<code> after a successful action → the notice shown. Unknown codes show nothing.
+DONE_MESSAGES = {
+    "connected": "Keap connected.",
+    "refreshed": "Token refreshed.",
+    "fresh": "Token is fresh.",
+}
+
+# Keap's ``error`` (RFC 6749, 4.1.2.1) → what the admin reads. Keap's free-text ``error_description`` is
+# only logged: an attacker can send anyone a callback link with any text in it.
+OAUTH_ERRORS = {
+    "access_denied": "Keap reported that access was denied.",
+    "server_error": "Keap reported an error on its side (a wrong client id gives this too).",
+    "temporarily_unavailable": "Keap reported that it is temporarily unavailable.",
+    "invalid_request": "Keap reported that the authorization request was invalid.",
+    "unauthorized_client": "Keap reported that this client may not ask for authorization.",
+    "unsupported_response_type": "Keap reported that it does not support this kind of authorization.",
+    "invalid_scope": "Keap reported that the requested scope is invalid.",
+}
+OAUTH_ERROR_UNKNOWN = "Keap reported an error keaplink does not know."
 
 _LABELS = {
     "connected": "Connected",
@@ -36,7 +67,7 @@ def _page(title: str, body: str) -> str:
     )
 
 
-def status_page(view: dict[str, Any], base_path: str, message: str | None = None, ok: bool = True) -> str:
+def status_page(view: dict[str, Any], base_path: str, done: str | None = None) -> str:
     status = str(view["status"])
     rows = [
         ("Auth mode", "OAuth2" if view["auth_mode"] == "oauth" else "API key (Service Account Key / PAT)"),
@@ -48,14 +79,15 @@ def status_page(view: dict[str, Any], base_path: str, message: str | None = None
         ("Last error", view.get("last_error") or "none"),
     ]
     dl = "".join(f"<dt>{escape(k)}</dt><dd>{escape(str(v))}</dd>" for k, v in rows)
-    notice = f"<div class='msg {'ok' if ok else 'err'}' id='message'>{escape(message)}</div>" if message else ""
+    message = DONE_MESSAGES.get(done or "")
+    notice = f"<div class='msg ok' id='message'>{escape(message)}</div>" if message else ""
     actions = ""
     if view["auth_mode"] == "oauth":
         label = "Connect Keap" if status == "not_connected" else "Reconnect"
         actions = f"<a class='btn' id='connect' href='{escape(base_path)}/connect'>{label}</a>"
         if status == "connected":
             actions += (
-                f"<form method='post' action='{escape(base_path)}/refresh' style='display:inline'>"
+                f"<form method='post' action='{escape(base_path)}/refresh' class='inline'>"
                 "<button class='btn secondary' id='refresh' type='submit'>Refresh now</button></form>"
             )
     body = (
@@ -75,3 +107,13 @@ def error_page(title: str, detail: str, base_path: str) -> str:
         f"<p><a class='btn' href='{escape(base_path)}/'>Back to the status page</a></p>"
     )
     return _page(f"keaplink · {title}", body)
+
+
+def locked_out_page(retry_after_s: int) -> str:
+    minutes = max(1, -(-retry_after_s // 60))
+    body = (
+        "<h1>Too many failed sign-ins</h1><div class='card msg err' id='error'>Too many wrong passwords came "
+        f"from your address. Sign-ins from it are refused for {minutes} more minute{'s' if minutes > 1 else ''};"
+        " then try again with the right password.</div>"
+    )
+    return _page("keaplink · Too many failed sign-ins", body)

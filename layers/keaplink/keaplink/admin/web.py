@@ -1,20 +1,29 @@
-"""The admin panel on Powertools' REST resolver: authentication and the request context in one middleware,
-typed errors mapped to HTML pages, and one adapter per route between the resolver and :mod:`routes`."""
+"""The admin panel on Powertools' REST resolver: the sign-in gate and the request context in one middleware,
+typed errors mapped to HTML pages, security headers on every response, and one adapter per route between
+the resolver and :mod:`routes`."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 
 from keaplink.admin import pages
-from keaplink.admin.auth import CHALLENGE, authenticate, is_cross_site
-from keaplink.admin.request import STATE_COOKIE, RequestContext, cookie_value, public_base_url, url_origin, url_path
+from keaplink.admin.auth import CHALLENGE, is_cross_site
+from keaplink.admin.gate import Admitted, Gate, LockedOut, Refusal
+from keaplink.admin.request import (
+    STATE_COOKIE,
+    RequestContext,
+    cookie_value,
+    public_base_url,
+    source_ip,
+    url_origin,
+    url_path,
+)
 from keaplink.admin.routes import complete_connect, start_connect, status_view
 from keaplink.errors import (
     CodeExchangeFailed,
@@ -31,6 +40,7 @@ from keaplink.errors import (
 from keaplink.observability import logger, metrics
 
 if TYPE_CHECKING:  # typing only: a function imports the parts of the connection it uses, when it uses them
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from keaplink.config import Settings
@@ -58,26 +68,53 @@ ERROR_PAGES: dict[type[Exception], tuple[int, str, str]] = {
 }
 
 
+def security_headers(https: bool) -> dict[str, str]:
+    """Sent with every admin response, 401s, 429s, error pages and JSON included."""
+    headers = {
+        "Content-Security-Policy": pages.CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",  # frame-ancestors' predecessor, for browsers without CSP level 2
+        "Cache-Control": "no-store",  # every page shows connection data or answers a sign-in
+    }
+    if https:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return headers
+
+
+def with_security_headers(result: dict[str, Any], https: bool) -> dict[str, Any]:
+    """Set the security headers on a resolved response (replacing any of the same name)."""
+    extra = security_headers(https)
+    names = {name.lower() for name in extra}
+    for key in ("headers", "multiValueHeaders"):
+        if isinstance(result.get(key), dict):
+            result[key] = {k: v for k, v in result[key].items() if k.lower() not in names}
+    multi = result.setdefault("multiValueHeaders", {})
+    multi.update({name: [value] for name, value in extra.items()})
+    return result
+
+
 def html(status: int, body: str, headers: Mapping[str, str] | None = None) -> Response[str]:
-    return Response(
-        status,
-        content_types.TEXT_HTML,
-        body,
-        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY", **(headers or {})},
-    )
+    return Response(status, content_types.TEXT_HTML, body, headers=dict(headers or {}))
 
 
-def resolver(settings: Callable[[], Settings], admin_password: Callable[[], str]) -> APIGatewayRestResolver:
+def resolver(settings: Callable[[], Settings], gate: Callable[[], Gate]) -> APIGatewayRestResolver:
     """A REST resolver whose every route needs the admin's Basic credentials, with typed-error pages."""
     app = APIGatewayRestResolver()
 
     def admin_only(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
         event = app.current_event
-        user = authenticate(event.headers.get("Authorization"), admin_password())
-        if user is None:
-            metrics.add_metric("AdminAuthRejected", "Count", 1)
+        verdict = gate().check(event.headers.get("Authorization"), source_ip(event))
+        if isinstance(verdict, LockedOut):
+            metrics.add_metric("AdminLockedOut", "Count", 1)
+            logger.warning("admin sign-in refused: source locked out", extra={"retry_after_s": verdict.retry_after_s})
+            return html(429, pages.locked_out_page(verdict.retry_after_s), {"Retry-After": str(verdict.retry_after_s)})
+        if not isinstance(verdict, Admitted):
+            if verdict.reason is Refusal.WRONG_CREDENTIALS:  # a guess; a missing header is a browser's first ask
+                metrics.add_metric("AdminAuthRejected", "Count", 1)
+                logger.warning("admin sign-in refused: wrong credentials", extra={"path": event.path})
             return Response(401, content_types.TEXT_PLAIN, "Unauthorized", headers={"WWW-Authenticate": CHALLENGE})
-        ctx = RequestContext(admin=user, base_url=public_base_url(event, settings().public_base_url),
+        ctx = RequestContext(admin=verdict.user, base_url=public_base_url(event, settings().public_base_url),
                              settings=settings())
         app.append_context(request=ctx)  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
         if is_cross_site(event.http_method, event.headers.get("Sec-Fetch-Site"), event.headers.get("Origin"),
@@ -90,9 +127,14 @@ def resolver(settings: Callable[[], Settings], admin_password: Callable[[], str]
         status, title, hint = next(
             (ERROR_PAGES[cls] for cls in type(exc).__mro__ if cls in ERROR_PAGES), (500, "Error", "")
         )
-        detail = f"{hint} ({type(exc).__name__}: {exc})" if hint else str(exc)
         if isinstance(exc, OAuthDenied):
-            detail = f"Keap said: {exc.description or exc.error}. {hint}"
+            # Keap's words come from the callback's query string, which anyone can write: a fixed text by
+            # error code on the page, the raw values only in the log.
+            logger.warning("Keap answered the authorization with an error",
+                           extra={"error": exc.error[:100], "error_description": exc.description[:300]})
+            detail = f"{pages.OAUTH_ERRORS.get(exc.error, pages.OAUTH_ERROR_UNKNOWN)} {hint}"
+        else:
+            detail = f"{hint} ({type(exc).__name__}: {exc})" if hint else str(exc)
         logger.warning("admin request failed", extra={"error_type": type(exc).__name__, "status": status})
         ctx = app.context.get("request")
         base = ctx.base_url if isinstance(ctx, RequestContext) else public_base_url(app.current_event)
@@ -104,15 +146,28 @@ def resolver(settings: Callable[[], Settings], admin_password: Callable[[], str]
     return app
 
 
-def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The function's entry point: structured logs with API Gateway's request id, metrics flushed, routed."""
+def lambda_handler(
+    app: APIGatewayRestResolver, settings: Callable[[], Settings]
+) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The function's entry point: structured logs with API Gateway's request id, metrics flushed, routed,
+    and the security headers set on whatever came out (a route, the gate, an error page, a 404)."""
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return app.resolve(event, context)
+        result = app.resolve(event, context)
+        return with_security_headers(result, https=served_over_https(APIGatewayProxyEvent(event), settings))
 
     return handler
+
+
+def served_over_https(event: APIGatewayProxyEvent, settings: Callable[[], Settings]) -> bool:
+    try:
+        configured = settings().public_base_url
+    except ConfigError:
+        configured = None
+    return public_base_url(event, configured).startswith("https://")
 
 
 def request(app: APIGatewayRestResolver) -> RequestContext:
@@ -120,8 +175,10 @@ def request(app: APIGatewayRestResolver) -> RequestContext:
     return ctx
 
 
-def redirect_to_status(app: APIGatewayRestResolver, message: str, clear_state_cookie: bool = False) -> Response[str]:
-    headers = {"Location": f"{request(app).base_path}/?message={quote(message)}"}
+def redirect_to_status(app: APIGatewayRestResolver, done: str, clear_state_cookie: bool = False) -> Response[str]:
+    """Back to the status page with a notice chosen by code (never by text from the request)."""
+    assert done in pages.DONE_MESSAGES, done
+    headers = {"Location": f"{request(app).base_path}/?done={done}"}
     if clear_state_cookie:
         headers["Set-Cookie"] = f"{STATE_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"
     return html(303, "", headers)
@@ -135,8 +192,8 @@ def status_json(app: APIGatewayRestResolver, store: TokenStore) -> dict[str, Any
 
 def status_page(app: APIGatewayRestResolver, store: TokenStore) -> Response[str]:
     ctx = request(app)
-    message = app.current_event.get_query_string_value("message")
-    return html(200, pages.status_page(status_json(app, store), ctx.base_path, message))
+    done = app.current_event.get_query_string_value("done")
+    return html(200, pages.status_page(status_json(app, store), ctx.base_path, done))
 
 
 def connect(app: APIGatewayRestResolver, states: StateStore, client_id: Callable[[], str]) -> Response[str]:
@@ -148,7 +205,7 @@ def connect(app: APIGatewayRestResolver, states: StateStore, client_id: Callable
 
 def refresh_now(app: APIGatewayRestResolver, refresher: Refresher) -> Response[str]:
     result = refresher.ensure_fresh(force=True)
-    return redirect_to_status(app, "Token refreshed." if result.refreshed else "Token is fresh.")
+    return redirect_to_status(app, "refreshed" if result.refreshed else "fresh")
 
 
 def callback(app: APIGatewayRestResolver, states: StateStore, store: TokenStore, oauth: OAuthClient,
@@ -157,4 +214,4 @@ def callback(app: APIGatewayRestResolver, states: StateStore, store: TokenStore,
     params = {k: v for k, v in (event.query_string_parameters or {}).items() if v is not None}
     complete_connect(params, admin=ctx.admin, browser_state=cookie_value(event.headers.get("Cookie")), states=states,
                      store=store, oauth=oauth, callback_url=ctx.callback_url, resume_queue=resume_queue)
-    return redirect_to_status(app, "Keap connected.", clear_state_cookie=True)
+    return redirect_to_status(app, "connected", clear_state_cookie=True)

@@ -15,12 +15,12 @@ app = web.resolver(root.settings, root.admin_gate)  # every route: Basic auth, t
 
 @app.get("/")
 def status_page() -> Response[str]:
-    return web.status_page(app, root.token_store())
+    return web.status_page(app, root.status_sources())
 
 
 @app.get("/status.json")
 def status_json() -> dict[str, Any]:
-    return web.status_json(app, root.token_store())
+    return web.status_json(app, root.status_sources())
 
 
 @app.get("/connect")

@@ -13,7 +13,8 @@ app = web.resolver(root.settings, root.admin_gate)  # Basic auth here too, typed
 @app.get("/callback")
 def callback() -> Response[str]:
     # Validates the state, exchanges the code, stores the token, then resumes the actions queue.
-    return web.callback(app, root.state_store(), root.token_store(), root.oauth_client(), root.resume_queue)
+    return web.callback(app, root.state_store(), root.token_store(), root.oauth_client(), root.resume_queue,
+                        root.timeline())
 
 
 lambda_handler = web.lambda_handler(app, root.settings)  # logs with the request id, metrics flushed, then routed

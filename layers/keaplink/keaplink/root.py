@@ -28,12 +28,14 @@ if TYPE_CHECKING:
     from keaplink.actions.users import UserStore
     from keaplink.admin.gate import Gate
     from keaplink.admin.lockout import FailedSignIns
+    from keaplink.admin.routes import StatusSources
     from keaplink.connection.credentials import ClientCredentials
     from keaplink.connection.oauth import OAuthClient
     from keaplink.connection.refresh import Refresher
     from keaplink.connection.states import StateStore
     from keaplink.connection.store import TokenStore
     from keaplink.connection.table import ConnectionItem
+    from keaplink.connection.timeline import TableTimeline
     from keaplink.keap.rate_limit import RateLimiter
     from keaplink.keap.session import AuthSource, KeapSession
 
@@ -121,6 +123,12 @@ def state_store() -> StateStore:
     return StateStore(connection_table)
 
 
+def timeline() -> TableTimeline:
+    from keaplink.connection.timeline import TableTimeline
+
+    return TableTimeline(settings().connection_id, connection_table)
+
+
 def oauth_client() -> OAuthClient:
     from keaplink.connection.oauth import OAuthClient
 
@@ -131,7 +139,7 @@ def refresher(metrics: MetricsPort | None = None) -> Refresher:
     from keaplink.connection.refresh import Refresher
     from keaplink.observability import NullMetrics
 
-    return Refresher(store=token_store(), oauth=oauth_client(), metrics=metrics or NullMetrics())
+    return Refresher(store=token_store(), oauth=oauth_client(), metrics=metrics or NullMetrics(), timeline=timeline())
 
 
 def keap_auth(metrics: MetricsPort | None = None, through: Refresher | None = None) -> AuthSource:
@@ -167,6 +175,19 @@ def admin_gate() -> Gate:
     return Gate(password=admin_password, failures=failed_sign_ins)
 
 
+def dead_letter_glance() -> dict[str, Any]:
+    """The DLQ's count and newest reasons, peeked and released at once (nothing is hidden)."""
+    from keaplink.actions.dead_letters import DeadLetterQueue
+
+    return DeadLetterQueue(lambda: aws_client("sqs"), settings().need("dlq_url")).glance()
+
+
+def status_sources() -> StatusSources:
+    from keaplink.admin.routes import StatusSources
+
+    return StatusSources(store=token_store(), timeline=timeline(), dead_letters=dead_letter_glance)
+
+
 def client_id() -> str:
     return client_credentials().client_id
 
@@ -175,7 +196,7 @@ def client_id() -> str:
 def queue_hold() -> QueueHold:
     from keaplink.actions.hold import QueueHold
 
-    return QueueHold(lambda: aws_client("lambda"), settings().actions_function)
+    return QueueHold(lambda: aws_client("lambda"), settings().actions_function, timeline())
 
 
 def resume_queue() -> None:

@@ -12,6 +12,8 @@ import hashlib
 from html import escape
 from typing import Any
 
+from keaplink.text import printable
+
 _STYLE = """
 body{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:0;background:#f5f6f8;color:#1d2430}
 main{max-width:40rem;margin:0 auto;padding:1.25rem}
@@ -26,6 +28,8 @@ dt{color:#5b6575}dd{margin:0;word-break:break-all}
 text-decoration:none;font-size:1rem;cursor:pointer;margin:.3rem .4rem .3rem 0}.btn.secondary{background:#5b6575}
 .msg{padding:.7rem 1rem;border-radius:.4rem;margin-bottom:1rem}.ok{background:#dff5e3}.err{background:#fde2e1}
 code{background:#eef1f5;padding:.1rem .3rem;border-radius:.2rem}.inline{display:inline}
+h2{font-size:1.05rem;margin:0 0 .6rem}ol,ul{margin:0;padding-left:1.2rem}li{margin:.25rem 0;word-break:break-word}
+.when{color:#5b6575;font-variant-numeric:tabular-nums}.muted{color:#5b6575}
 """
 _STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
 # Nothing but this page's own stylesheet; forms post only to this origin; no page may frame this one.
@@ -97,8 +101,49 @@ def status_page(view: dict[str, Any], base_path: str, done: str | None = None) -
         f"<div class='card'>{actions}<p>Redirect URI to register in your Keap developer app:<br>"
         f"<code id='callback-url'>{escape(str(view['callback_url']))}</code></p>"
         f"<p><a href='{escape(base_path)}/status.json'>status.json</a></p></div>"
+        f"{_timeline_card(view.get('timeline'))}{_dead_letters_card(view.get('dead_letters'))}"
     )
     return _page("keaplink · Keap connection", body)
+
+
+def _outside(text: object, limit: int = 300) -> str:
+    """Text keaplink did not write (Keap's answers, an application's messages): control and bidi characters
+    shown escaped, then HTML-escaped."""
+    return escape(printable(str(text), limit))
+
+
+def _timeline_card(events: list[dict[str, Any]] | None) -> str:
+    if events is None:
+        items = "<p class='muted'>The timeline could not be read (see the function's logs).</p>"
+    elif not events:
+        items = "<p class='muted'>Nothing has happened yet.</p>"
+    else:
+        rows = "".join(
+            f"<li><span class='when'>{escape(str(e['at']))}</span> {escape(str(e['label']))}"
+            + (f" <span class='muted'>— {_outside(e['detail'])}</span>" if e.get("detail") else "") + "</li>"
+            for e in events
+        )
+        items = f"<ol reversed>{rows}</ol>"
+    return f"<div class='card' id='timeline'><h2>Recent events (newest first)</h2>{items}</div>"
+
+
+def _dead_letters_card(dead: dict[str, Any] | None) -> str:
+    if dead is None:
+        content = "<p class='muted'>The dead-letter queue could not be read (see the function's logs).</p>"
+    else:
+        count = int(dead["count"])
+        content = (f"<p><strong id='dead-letter-count'>{count}</strong> message{'' if count == 1 else 's'} "
+                   "in the dead-letter queue.</p>")
+        if dead["newest"]:
+            rows = "".join(
+                f"<li><span class='when'>{escape(str(x['sent_at'] or '—'))}</span> {_outside(x['reason'])}</li>"
+                for x in dead["newest"]
+            )
+            content += f"<p>Newest reasons:</p><ul id='dead-letter-reasons'>{rows}</ul>"
+        if count:
+            content += ("<p class='muted'>Inspect and send back with <code>keaplink dlq list</code> and "
+                        "<code>keaplink dlq redrive --all</code>.</p>")
+    return f"<div class='card' id='dead-letters'><h2>Dead letters</h2>{content}</div>"
 
 
 def error_page(title: str, detail: str, base_path: str) -> str:

@@ -24,7 +24,7 @@ from keaplink.admin.request import (
     url_origin,
     url_path,
 )
-from keaplink.admin.routes import complete_connect, start_connect, status_view
+from keaplink.admin.routes import StatusSources, at_a_glance, complete_connect, start_connect, status_view
 from keaplink.errors import (
     CodeExchangeFailed,
     ConfigError,
@@ -48,6 +48,7 @@ if TYPE_CHECKING:  # typing only: a function imports the parts of the connection
     from keaplink.connection.refresh import Refresher
     from keaplink.connection.states import StateStore
     from keaplink.connection.store import TokenStore
+    from keaplink.observability import TimelinePort
 
 # Typed error → (HTTP status, page title, what the admin should do). Looked up along the MRO, so the most
 # specific class wins; the text shown never decides anything.
@@ -185,15 +186,15 @@ def redirect_to_status(app: APIGatewayRestResolver, done: str, clear_state_cooki
 
 
 # --- one adapter per route ----------------------------------------------------------------------------
-def status_json(app: APIGatewayRestResolver, store: TokenStore) -> dict[str, Any]:
+def status_json(app: APIGatewayRestResolver, sources: StatusSources) -> dict[str, Any]:
     ctx = request(app)
-    return status_view(store.load(), ctx.settings.auth_mode, ctx.callback_url)
+    return {**status_view(sources.store.load(), ctx.settings.auth_mode, ctx.callback_url), **at_a_glance(sources)}
 
 
-def status_page(app: APIGatewayRestResolver, store: TokenStore) -> Response[str]:
+def status_page(app: APIGatewayRestResolver, sources: StatusSources) -> Response[str]:
     ctx = request(app)
     done = app.current_event.get_query_string_value("done")
-    return html(200, pages.status_page(status_json(app, store), ctx.base_path, done))
+    return html(200, pages.status_page(status_json(app, sources), ctx.base_path, done))
 
 
 def connect(app: APIGatewayRestResolver, states: StateStore, client_id: Callable[[], str]) -> Response[str]:
@@ -209,9 +210,10 @@ def refresh_now(app: APIGatewayRestResolver, refresher: Refresher) -> Response[s
 
 
 def callback(app: APIGatewayRestResolver, states: StateStore, store: TokenStore, oauth: OAuthClient,
-             resume_queue: Callable[[], None]) -> Response[str]:
+             resume_queue: Callable[[], None], timeline: TimelinePort) -> Response[str]:
     ctx, event = request(app), app.current_event
     params = {k: v for k, v in (event.query_string_parameters or {}).items() if v is not None}
     complete_connect(params, admin=ctx.admin, browser_state=cookie_value(event.headers.get("Cookie")), states=states,
-                     store=store, oauth=oauth, callback_url=ctx.callback_url, resume_queue=resume_queue)
+                     store=store, oauth=oauth, callback_url=ctx.callback_url, resume_queue=resume_queue,
+                     timeline=timeline)
     return redirect_to_status(app, "connected", clear_state_cookie=True)

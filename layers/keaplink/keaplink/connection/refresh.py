@@ -28,7 +28,7 @@ from keaplink.errors import (
     RefreshTokenDead,
     TokenConflict,
 )
-from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
+from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, NullTimeline, TimelinePort, logger
 
 if TYPE_CHECKING:
     from keaplink.connection.oauth import OAuthClient
@@ -89,6 +89,7 @@ class Refresher:
     metrics: MetricsPort = field(default_factory=NullMetrics)
     checkpoint: Checkpoint = lambda step: None
     timings: RefreshTimings = field(default_factory=RefreshTimings)
+    timeline: TimelinePort = field(default_factory=NullTimeline)  # what the status page lists
 
     def ensure_fresh(self, force: bool = False, seen_version: int | None = None) -> RefreshResult:
         """Return a connection with a usable token, refreshing it if due (or if ``force``).
@@ -142,6 +143,7 @@ class Refresher:
         saved = self._save(token, latest)
         self.checkpoint("saved")
         self.metrics.add_metric("RefreshSucceeded", MetricUnit.Count, 1)
+        self.timeline.record("refreshed", f"{reason.value}; token version {saved.version}")
         logger.info(
             "token refreshed",
             extra={"reason": reason.value, "version": saved.version, "expires_at": token.expires_at},
@@ -198,6 +200,7 @@ class Refresher:
         logger.error("refresh token refused by Keap: connection needs re-authorization", extra={"error": reason})
         self.metrics.add_metric("RefreshFailed", MetricUnit.Count, 1)
         self.metrics.add_metric("ConnectionDead", MetricUnit.Count, 1)
+        self.timeline.record("needs_reauth", reason)
         try:
             self.store.mark_needs_reauth(reason, latest.version, self.clock())
         except TokenConflict:
@@ -205,4 +208,5 @@ class Refresher:
 
     def _failed(self, reason: str) -> None:
         self.metrics.add_metric("RefreshFailed", MetricUnit.Count, 1)
+        self.timeline.record("refresh_failed", reason)
         self.store.record_failure(reason, self.clock())

@@ -1,8 +1,7 @@
-"""Admin panel: status page, status.json, "Connect Keap" (the authorize redirect) and "Refresh now"."""
+"""Admin panel: status page, status.json, "Connect Keap" (the authorize redirect), "Refresh now" and the
+import of a token pair made in Keap's developer portal."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
@@ -19,8 +18,8 @@ def status_page() -> Response[str]:
 
 
 @app.get("/status.json")
-def status_json() -> dict[str, Any]:
-    return web.status_json(app, root.status_sources())
+def status_json() -> Response[str]:
+    return web.status_document(app, root.status_sources())
 
 
 @app.get("/connect")
@@ -31,6 +30,11 @@ def connect() -> Response[str]:
 @app.post("/refresh")
 def refresh_now() -> Response[str]:
     return web.refresh_now(app, root.refresher(metrics))
+
+
+@app.post("/tokens")
+def import_tokens() -> Response[str]:
+    return web.import_tokens(app, root.token_importer())
 
 
 lambda_handler = web.lambda_handler(app, root.settings)  # logs with the request id, metrics flushed, then routed

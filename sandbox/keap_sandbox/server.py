@@ -4,8 +4,8 @@ Routes
 ======
 * ``GET|POST /app/oauth/authorize`` - consent page and its form (Keap's accounts.infusionsoft.com).
 * ``POST /token`` - authorization-code and refresh-token grants (Keap's api.infusionsoft.com/token).
-* ``/crm/rest/v2/...`` - contacts and tags (Keap REST v2), behind ``Authorization: Bearer`` or
-  ``X-Keap-API-Key``.
+* ``/crm/rest/v2/...`` - contacts, tags and ``oauth/connect/userinfo`` (Keap REST v2), behind
+  ``Authorization: Bearer`` or ``X-Keap-API-Key``.
 * ``/_sandbox/...`` - the control API (no auth, no latency, no faults, not logged).
 
 Design choices where Keap's documentation is silent or unconfirmed (see /work/shared/KEAP.md):
@@ -431,7 +431,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             if self.state.config.send_retry_after:
                 headers["Retry-After"] = str(result.retry_after)
             return json_response(429, quota_violation(result.identifier), headers)
-        resp = self._rest_route(method, sub, query, body)
+        if method == "GET" and sub.rstrip("/") == "/v2/oauth/connect/userinfo":
+            resp = outcome_response(self.state.user_info(caller))
+        else:
+            resp = self._rest_route(method, sub, query, body)
         resp.headers.update(result.headers)
         return resp
 
@@ -574,6 +577,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 if method == "DELETE":
                     state.clear_requests()
                     return json_response(200, {"ok": True})
+            if sub == "tokens" and method == "POST":
+                return json_response(201, state.mint_pair())
             if sub == "keys" and method == "POST":
                 return json_response(201, {"key": state.create_key(str(data.get("kind", "sak")))})
             if sub == "revoke" and method == "POST":

@@ -177,7 +177,8 @@ def test_the_template_throttles_the_callback_apart_and_alarms_on_rejected_sign_i
     resources = template()["Resources"]
     settings = resources["AdminApi"]["Properties"]["MethodSettings"]
     by_path = {(s["ResourcePath"], s["HttpMethod"]): s for s in settings}
-    admin_routes = {("/", "GET"), ("/~1status.json", "GET"), ("/~1connect", "GET"), ("/~1refresh", "POST")}
+    admin_routes = {("/", "GET"), ("/~1status.json", "GET"), ("/~1connect", "GET"), ("/~1refresh", "POST"),
+                    ("/~1tokens", "POST")}
     assert admin_routes | {("/~1callback", "GET")} <= set(by_path)  # each method its own bucket
     callback = by_path[("/~1callback", "GET")]
     assert all(callback["ThrottlingRateLimit"] > 0 and by_path[r]["ThrottlingRateLimit"] > 0 for r in admin_routes)

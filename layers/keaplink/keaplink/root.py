@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from keaplink.admin.routes import StatusSources
     from keaplink.connection.credentials import ClientCredentials
     from keaplink.connection.oauth import OAuthClient
+    from keaplink.connection.pair import TokenImporter
     from keaplink.connection.refresh import Refresher
     from keaplink.connection.states import StateStore
     from keaplink.connection.store import TokenStore
@@ -140,6 +141,14 @@ def refresher(metrics: MetricsPort | None = None) -> Refresher:
     from keaplink.observability import NullMetrics
 
     return Refresher(store=token_store(), oauth=oauth_client(), metrics=metrics or NullMetrics(), timeline=timeline())
+
+
+def token_importer() -> TokenImporter:
+    """Starts the connection from a token pair made in Keap's developer portal."""
+    from keaplink.connection.pair import TokenImporter, keap_probe
+
+    return TokenImporter(store=token_store(), oauth=oauth_client(), timeline=timeline(),
+                         probe=keap_probe(settings().keap_api_url, settings().http_timeout_s))
 
 
 def keap_auth(metrics: MetricsPort | None = None, through: Refresher | None = None) -> AuthSource:

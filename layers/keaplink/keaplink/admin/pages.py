@@ -30,6 +30,8 @@ text-decoration:none;font-size:1rem;cursor:pointer;margin:.3rem .4rem .3rem 0}.b
 code{background:#eef1f5;padding:.1rem .3rem;border-radius:.2rem}.inline{display:inline}
 h2{font-size:1.05rem;margin:0 0 .6rem}ol,ul{margin:0;padding-left:1.2rem}li{margin:.25rem 0;word-break:break-word}
 .when{color:#5b6575;font-variant-numeric:tabular-nums}.muted{color:#5b6575}
+label{display:block;margin:.6rem 0 .2rem;font-weight:600}
+input{box-sizing:border-box;width:100%;padding:.5rem;font:inherit;border:1px solid #c4cad4;border-radius:.3rem}
 """
 _STYLE_HASH = "sha256-" + base64.b64encode(hashlib.sha256(_STYLE.encode()).digest()).decode()
 # Nothing but this page's own stylesheet; forms post only to this origin; no page may frame this one.
@@ -41,6 +43,7 @@ DONE_MESSAGES = {
     "connected": "Keap connected.",
     "refreshed": "Token refreshed.",
     "fresh": "Token is fresh.",
+    "imported": "Token pair imported: keaplink refreshed it once and keeps it fresh from now on.",
 }
 
 # Keap's ``error`` (RFC 6749, 4.1.2.1) → what the admin reads. Keap's free-text ``error_description`` is
@@ -102,8 +105,26 @@ def status_page(view: dict[str, Any], base_path: str, done: str | None = None) -
         f"<code id='callback-url'>{escape(str(view['callback_url']))}</code></p>"
         f"<p><a href='{escape(base_path)}/status.json'>status.json</a></p></div>"
         f"{_timeline_card(view.get('timeline'))}{_dead_letters_card(view.get('dead_letters'))}"
+        f"{_import_card(base_path) if view['auth_mode'] == 'oauth' else ''}"
     )
     return _page("keaplink · Keap connection", body)
+
+
+def _import_card(base_path: str) -> str:
+    """Start from an access/refresh token pair generated in Keap's developer portal (POST, same origin only)."""
+    field = ("<input type='password' id='{0}' name='{0}' required maxlength='2048' autocomplete='off' "
+             "autocapitalize='off' spellcheck='false'>")
+    return (
+        "<div class='card' id='import'><h2>Start from a token pair</h2>"
+        "<p>Generated an access token and a refresh token for keaplink's developer app in Keap's developer "
+        "portal? Paste them here. keaplink checks them with Keap and refreshes them once right away: the pair "
+        "you paste stops working, the live one is kept only here, encrypted, and kept fresh from then on. "
+        "This replaces the current connection.</p>"
+        f"<form method='post' action='{escape(base_path)}/tokens' autocomplete='off'>"
+        f"<label for='access_token'>Access token</label>{field.format('access_token')}"
+        f"<label for='refresh_token'>Refresh token</label>{field.format('refresh_token')}"
+        "<p><button class='btn' id='import-tokens' type='submit'>Import token pair</button></p></form></div>"
+    )
 
 
 def _outside(text: object, limit: int = 300) -> str:

@@ -4,9 +4,13 @@ the resolver and :mod:`routes`."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
@@ -36,6 +40,9 @@ from keaplink.errors import (
     OAuthDenied,
     OAuthStateInvalid,
     TokenConflict,
+    TokenPairInvalid,
+    TokenPairRefused,
+    TokenPairUnconfirmed,
 )
 from keaplink.observability import logger, metrics
 
@@ -45,6 +52,7 @@ if TYPE_CHECKING:  # typing only: a function imports the parts of the connection
 
     from keaplink.config import Settings
     from keaplink.connection.oauth import OAuthClient
+    from keaplink.connection.pair import TokenImporter
     from keaplink.connection.refresh import Refresher
     from keaplink.connection.states import StateStore
     from keaplink.connection.store import TokenStore
@@ -62,6 +70,13 @@ ERROR_PAGES: dict[type[Exception], tuple[int, str, str]] = {
                             "Check the Keap client id/secret in Secrets Manager."),
     NotConnected: (409, "Keap is not connected", "Connect Keap first."),
     NeedsReauth: (409, "Keap needs to be reconnected", "The refresh token is no longer valid: reconnect."),
+    TokenPairInvalid: (400, "These are not a Keap token pair", "Paste the access token and the refresh token "
+                       "exactly as Keap's developer portal shows them. Nothing was sent to Keap; nothing was changed."),
+    TokenPairRefused: (400, "Keap did not accept this token pair", "Its refresh token is unknown, used up or "
+                       "expired, or was made for another developer app than keaplink's client id. Nothing was "
+                       "changed: generate a new pair in Keap's developer portal."),
+    TokenPairUnconfirmed: (502, "Keap did not confirm the token pair", "Nothing was stored. If Keap used the "
+                           "refresh token before its answer was lost, this pair no longer works: generate a new one."),
     LeaseBusy: (503, "A refresh is already running", "Try again in a minute."),
     TokenConflict: (409, "The connection changed meanwhile", "Reload the status page."),
     KeapError: (502, "Keap could not be reached", "Nothing was changed. Try again in a few minutes."),
@@ -137,6 +152,8 @@ def resolver(settings: Callable[[], Settings], gate: Callable[[], Gate]) -> APIG
         else:
             detail = f"{hint} ({type(exc).__name__}: {exc})" if hint else str(exc)
         logger.warning("admin request failed", extra={"error_type": type(exc).__name__, "status": status})
+        if wants_json(app.current_event):  # the CLI
+            return Response(status, content_types.APPLICATION_JSON, json.dumps({"error": title, "detail": detail}))
         ctx = app.context.get("request")
         base = ctx.base_url if isinstance(ctx, RequestContext) else public_base_url(app.current_event)
         return html(status, pages.error_page(title, detail, url_path(base)))
@@ -161,6 +178,30 @@ def lambda_handler(
         return with_security_headers(result, https=served_over_https(APIGatewayProxyEvent(event), settings))
 
     return handler
+
+
+def wants_json(event: APIGatewayProxyEvent) -> bool:
+    """A script (the CLI) asking for JSON rather than a browser asking for a page."""
+    accept = (event.headers.get("Accept") or "").lower()
+    return "application/json" in accept and "text/html" not in accept
+
+
+MAX_FORM_BYTES = 16_384
+
+
+def form_fields(event: APIGatewayProxyEvent) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body's fields (the first value of each), within limits."""
+    if (event.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        raise TokenPairInvalid("the form was not sent as application/x-www-form-urlencoded")
+    raw = event.body or ""
+    if len(raw) > MAX_FORM_BYTES:
+        raise TokenPairInvalid(f"the form is larger than {MAX_FORM_BYTES} bytes")
+    try:
+        text = base64.b64decode(raw, validate=True).decode() if event.is_base64_encoded else raw
+        fields = parse_qs(text, keep_blank_values=True, max_num_fields=10)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise TokenPairInvalid("the form could not be read") from None
+    return {k: v[0] for k, v in fields.items()}
 
 
 def served_over_https(event: APIGatewayProxyEvent, settings: Callable[[], Settings]) -> bool:
@@ -191,6 +232,10 @@ def status_json(app: APIGatewayRestResolver, sources: StatusSources) -> dict[str
     return {**status_view(sources.store.load(), ctx.settings.auth_mode, ctx.callback_url), **at_a_glance(sources)}
 
 
+def status_document(app: APIGatewayRestResolver, sources: StatusSources) -> Response[str]:
+    return Response(200, content_types.APPLICATION_JSON, json.dumps(status_json(app, sources)))
+
+
 def status_page(app: APIGatewayRestResolver, sources: StatusSources) -> Response[str]:
     ctx = request(app)
     done = app.current_event.get_query_string_value("done")
@@ -207,6 +252,17 @@ def connect(app: APIGatewayRestResolver, states: StateStore, client_id: Callable
 def refresh_now(app: APIGatewayRestResolver, refresher: Refresher) -> Response[str]:
     result = refresher.ensure_fresh(force=True)
     return redirect_to_status(app, "refreshed" if result.refreshed else "fresh")
+
+
+def import_tokens(app: APIGatewayRestResolver, importer: TokenImporter) -> Response[str]:
+    """A token pair from Keap's developer portal, posted by the status page's form or the CLI."""
+    fields = form_fields(app.current_event)
+    conn = importer.import_pair(fields.get("access_token", ""), fields.get("refresh_token", ""))
+    if wants_json(app.current_event):
+        tenant = conn.token.tenant if conn.token else None
+        body = {"status": conn.status.value, "tenant": tenant, "version": conn.version}
+        return Response(200, content_types.APPLICATION_JSON, json.dumps(body))
+    return redirect_to_status(app, "imported")
 
 
 def callback(app: APIGatewayRestResolver, states: StateStore, store: TokenStore, oauth: OAuthClient,

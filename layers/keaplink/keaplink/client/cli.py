@@ -6,6 +6,7 @@
     keaplink dlq list [--max 100]              (control characters shown escaped)
     keaplink dlq redrive (--all | MESSAGE_ID …) (--all: every message, however many)
     keaplink status
+    keaplink connect-tokens                      (reads an access and a refresh token from a prompt or stdin)
 
 Targets come from flags, else the environment (KEAPLINK_QUEUE_URL, KEAPLINK_DLQ_URL, AWS_ENDPOINT_URL),
 else ``.keaplink/local.json`` written by ``make demo`` (``$KEAPLINK_STATE_DIR/local.json``).
@@ -18,7 +19,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from keaplink.config import ClientSettings, client_settings
 from keaplink.errors import InvalidMessage
@@ -120,6 +121,55 @@ def _status(args: argparse.Namespace, targets: Targets) -> int:
     return 0 if response.ok else 1
 
 
+def read_pair(stream: TextIO, interactive: bool) -> tuple[str, str]:
+    """An access and a refresh token: asked for without echo at a terminal, else read from ``stream`` as
+    a JSON object (``access_token``, ``refresh_token``) or as two lines, access token first. Never from the
+    command line, where they would land in the shell's history and in every process listing."""
+    if interactive:
+        from getpass import getpass
+
+        return getpass("Access token (not shown): ").strip(), getpass("Refresh token (not shown): ").strip()
+    text = stream.read(65536).strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise SystemExit("error: stdin is not valid JSON") from None
+        if isinstance(data, dict):
+            return str(data.get("access_token", "")).strip(), str(data.get("refresh_token", "")).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 2:
+        raise SystemExit("error: give the access token and the refresh token on two lines (or as JSON) on stdin")
+    return lines[0], lines[1]
+
+
+def _connect_tokens(args: argparse.Namespace, targets: Targets) -> int:
+    import requests
+
+    from keaplink.text import printable
+
+    access, refresh = read_pair(sys.stdin, sys.stdin.isatty())
+    url = targets.pick(args.admin_url, targets.settings.admin_url, "admin_url", "KEAPLINK_ADMIN_URL")
+    user = str(targets.local.get("admin_user", "admin"))
+    password = targets.settings.admin_password or str(targets.local.get("admin_password", ""))
+    response = requests.post(url.rstrip("/") + "/tokens", data={"access_token": access, "refresh_token": refresh},
+                             auth=(user, password), headers={"Accept": "application/json"}, timeout=60,
+                             allow_redirects=False)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    if response.status_code == 200:
+        print(f"connected: Keap app {printable(str(body.get('tenant') or 'unknown'))} (token version "
+              f"{body.get('version')}). keaplink refreshed the pair once and keeps it fresh from now on; the pair "
+              "you gave no longer works.")
+        return 0
+    error, detail = body.get("error", f"HTTP {response.status_code}"), body.get("detail", "")
+    print(f"error: {printable(str(error))}. {printable(str(detail), 1000)}".rstrip(), file=sys.stderr)
+    return 1
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="keaplink", description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -140,6 +190,9 @@ def main(argv: list[str] | None = None) -> int:
     dlq.add_argument("--queue-url")
     status = sub.add_parser("status", help="the connection's status (status.json)")
     status.add_argument("--admin-url")
+    tokens = sub.add_parser("connect-tokens", help="start from an access/refresh token pair made in Keap's "
+                            "developer portal (read from a prompt or stdin, never from the command line)")
+    tokens.add_argument("--admin-url")
     args = parser.parse_args(argv)
     if args.command == "send" and args.kind == "tag" and not args.tag:
         parser.error("send tag needs --tag")
@@ -147,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("send signup needs --email")
     if args.command == "dlq" and args.action == "redrive" and not (args.all or args.ids):
         parser.error("dlq redrive needs --all or message ids")
-    handlers = {"send": _send, "dlq": _dlq, "status": _status}
+    handlers = {"send": _send, "dlq": _dlq, "status": _status, "connect-tokens": _connect_tokens}
     return handlers[args.command](args, Targets.load())
 
 

@@ -94,3 +94,12 @@ def test_expiring_reloads_after_its_ttl() -> None:
     assert value() == "first"
     now[0] = 300.0
     assert value() == "second"
+
+
+def test_an_ipv6_source_counts_by_its_64() -> None:
+    from keaplink.admin.lockout import source_key
+
+    assert source_key("2001:db8:1:2::1") == source_key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+    assert source_key("2001:db8:1:2::1") != source_key("2001:db8:1:3::1")
+    assert source_key("203.0.113.1") != source_key("203.0.113.2")
+    assert source_key("unknown") == source_key("unknown")

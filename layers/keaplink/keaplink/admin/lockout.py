@@ -5,14 +5,16 @@ fixed window of 15 minutes, with a DynamoDB TTL so that old items go away on the
 the source out until its window ends, so one address can try at most 10 passwords per 15 minutes (960 a
 day, against ~864,000 a day at the stage's 10 requests/s before).
 
-The IP is hashed so that the key has one shape and the table lists no raw addresses; an IPv4 hash is
-easily reversed, so this is tidiness, not anonymity. The address is API Gateway's
-``requestContext.identity.sourceIp`` (the TCP peer), never ``X-Forwarded-For``, which the client writes.
+An IPv6 source counts by its /64. The source is hashed so that the key has one shape and the table lists
+no raw addresses; an IPv4 hash is easily reversed, so this is tidiness, not anonymity. The address is API
+Gateway's ``requestContext.identity.sourceIp`` (the TCP peer), never ``X-Forwarded-For``, which the client
+writes.
 """
 
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -39,8 +41,20 @@ def locked_for(attempts: Attempts | None, now: float, max_failures: int = MAX_FA
     return max(1, math.ceil(attempts.window_until - now))
 
 
+def source_of(source_ip: str) -> str:
+    """Who counts as one source: an IPv4 address, or an IPv6 /64 — one subscriber usually gets a whole
+    /64, so counting single IPv6 addresses would give a guesser 2**64 fresh starts."""
+    try:
+        address = ipaddress.ip_address(source_ip)
+    except ValueError:
+        return source_ip
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
+
+
 def source_key(source_ip: str) -> str:
-    return KEY_PREFIX + hashlib.sha256(source_ip.encode()).hexdigest()[:32]
+    return KEY_PREFIX + hashlib.sha256(source_of(source_ip).encode()).hexdigest()[:32]
 
 
 class FailedSignIns:

@@ -200,9 +200,9 @@ class Refresher:
         logger.error("refresh token refused by Keap: connection needs re-authorization", extra={"error": reason})
         self.metrics.add_metric("RefreshFailed", MetricUnit.Count, 1)
         self.metrics.add_metric("ConnectionDead", MetricUnit.Count, 1)
-        self.timeline.record("needs_reauth", reason)
         try:
             self.store.mark_needs_reauth(reason, latest.version, self.clock())
+            self.timeline.record("needs_reauth", reason)
         except TokenConflict:
             pass  # a reconnect won the race: leave its fresh token alone
 

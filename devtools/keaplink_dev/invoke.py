@@ -18,7 +18,7 @@ from typing import Any
 
 from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, client, physical_id, read_local_state, resolve_endpoint
 
-EXAMPLE_PASSWORD = "keaplink-local"  # the password written into events/*.json
+EXAMPLE_PASSWORD = "keaplink-local-admin"  # the password written into events/*.json
 
 Printer = Callable[[str], None]
 

@@ -8,7 +8,7 @@ Docker runs, it also writes ``.keaplink/sam-env.json`` for ``sam local`` (:mod:`
 Environment (all optional):
   KEAPLINK_AWS_PORT (4566)      the emulator's port
   KEAP_SANDBOX_PORT (8765)      the Keap sandbox's port
-  KEAPLINK_ADMIN_PASSWORD       admin password (default: generated and printed)
+  KEAPLINK_ADMIN_PASSWORD       admin password, 15 characters at least (default: generated and printed)
   KEAP_CLIENT_ID / KEAP_CLIENT_SECRET   needed with a real Keap (default: the sandbox's)
   KEAP_AUTHORIZE_URL / KEAP_TOKEN_URL / KEAP_API_URL   a real Keap instead of the sandbox
   KEAPLINK_REFRESH_SCHEDULE (rate(5 minutes))   how often the refresh check runs locally
@@ -213,7 +213,9 @@ def run(out: Printer = say, stop: threading.Event | None = None) -> int:
     state_file.unlink(missing_ok=True)
     aws_port = _env_port("KEAPLINK_AWS_PORT", 4566)
     sandbox_port = _env_port("KEAP_SANDBOX_PORT", 8765)
-    password = os.environ.get("KEAPLINK_ADMIN_PASSWORD") or secrets.token_urlsafe(12)
+    password = os.environ.get("KEAPLINK_ADMIN_PASSWORD") or secrets.token_urlsafe(12)  # 16 characters
+    if len(password) < 15:  # the template's AdminPassword would refuse it, less clearly and later
+        raise StackError("KEAPLINK_ADMIN_PASSWORD must be at least 15 characters long")
 
     with ExitStack() as stack:
         out("Starting keaplink locally")

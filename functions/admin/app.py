@@ -1,8 +1,7 @@
-"""Admin panel: status page, status.json, "Connect Keap" (the authorize redirect) and "Refresh now"."""
+"""Admin panel: status page, status.json, "Connect Keap" (the authorize redirect), "Refresh now" and the
+import of a token pair made in Keap's developer portal."""
 
 from __future__ import annotations
-
-from typing import Any
 
 from aws_lambda_powertools.event_handler import Response
 
@@ -10,17 +9,17 @@ from keaplink import root
 from keaplink.admin import web
 from keaplink.observability import metrics
 
-app = web.resolver(root.settings, root.admin_password)  # every route: Basic auth, typed-error pages
+app = web.resolver(root.settings, root.admin_gate)  # every route: Basic auth, typed-error pages
 
 
 @app.get("/")
 def status_page() -> Response[str]:
-    return web.status_page(app, root.token_store())
+    return web.status_page(app, root.status_sources())
 
 
 @app.get("/status.json")
-def status_json() -> dict[str, Any]:
-    return web.status_json(app, root.token_store())
+def status_json() -> Response[str]:
+    return web.status_document(app, root.status_sources())
 
 
 @app.get("/connect")
@@ -33,4 +32,9 @@ def refresh_now() -> Response[str]:
     return web.refresh_now(app, root.refresher(metrics))
 
 
-lambda_handler = web.lambda_handler(app)  # logs with the request id, metrics flushed, then routed
+@app.post("/tokens")
+def import_tokens() -> Response[str]:
+    return web.import_tokens(app, root.token_importer())
+
+
+lambda_handler = web.lambda_handler(app, root.settings)  # logs with the request id, metrics flushed, then routed

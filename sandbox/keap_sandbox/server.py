@@ -7,7 +7,8 @@ Routes
 * ``/crm/rest/v2/...`` - Keap REST v2, behind ``Authorization: Bearer`` or ``X-Keap-API-Key``:
   ``POST|GET /v2/contacts`` (createContact with ``duplicate_option``, listContacts),
   ``GET|PATCH|DELETE /v2/contacts/{id}``, ``POST /v2/contacts:merge``, ``GET|POST /v2/tags``,
-  ``GET|DELETE /v2/tags/{id}``, ``POST /v2/tags/{id}/contacts:applyTags`` and ``:removeTags``.
+  ``GET|DELETE /v2/tags/{id}``, ``POST /v2/tags/{id}/contacts:applyTags`` and ``:removeTags``,
+  ``GET /v2/oauth/connect/userinfo`` (getUserInfo).
 * ``/_sandbox/...`` - the control API (no auth, no latency, no faults, not logged, not validated).
 
 What the REST part models is what Keap's v2 contract (``spec/keap-openapi-v2.yml``) documents: the
@@ -502,7 +503,10 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             if self.state.config.send_retry_after:
                 headers["Retry-After"] = str(result.retry_after)
             return json_response(429, gateway_error(429, shape, result.identifier).body, headers)
-        resp = self._safe(lambda: self._rest_route(method, sub, query, body))
+        if method == "GET" and sub.rstrip("/") == "/v2/oauth/connect/userinfo":
+            resp = outcome_response(self.state.user_info(caller))
+        else:
+            resp = self._safe(lambda: self._rest_route(method, sub, query, body))
         resp.headers.update(result.headers)
         return resp
 
@@ -609,6 +613,8 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 if method == "DELETE":
                     state.clear_violations()
                     return json_response(200, {"ok": True})
+            if sub == "tokens" and method == "POST":
+                return json_response(201, state.mint_pair())
             if sub == "keys" and method == "POST":
                 return json_response(201, {"key": state.create_key(str(data.get("kind", "sak")))})
             if sub == "revoke" and method == "POST":

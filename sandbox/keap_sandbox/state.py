@@ -572,6 +572,13 @@ class SandboxState:
             "scope": f"full|{tenant}",
         }
 
+    def mint_pair(self) -> JSON:
+        """An access/refresh token pair as Keap's developer portal hands one out to an account owner: for the
+        configured developer app and Keap app, without a consent page or code, and with no expiry shown."""
+        with self.lock:
+            minted = self._mint(self.config.client_id, self.config.tenant)
+        return {"access_token": minted["access_token"], "refresh_token": minted["refresh_token"]}
+
     def exchange_code(self, client_id: str, code: str, redirect_uri: str | None) -> Outcome:
         with self.lock:
             grant = self.codes.get(code)
@@ -620,6 +627,14 @@ class SandboxState:
             if api_key is not None and api_key in self.keys:
                 return Caller("key", api_key, self.config.tenant)
             return None
+
+    @staticmethod
+    def user_info(caller: Caller) -> Outcome:
+        """``GET /v2/oauth/connect/userinfo`` (getUserInfo): the user the credential acts as, with the
+        fields of the spec's GetUserInfoResponse."""
+        email = f"admin@{caller.tenant}"
+        return Outcome(200, {"sub": "1", "id": "1", "keap_id": email, "email": email, "given_name": "Sandbox",
+                             "family_name": "Admin", "is_admin": True, "tenant_id": caller.tenant.split(".")[0]})
 
     def check_throttle(self, caller: Caller) -> ThrottleResult:
         with self.lock:

@@ -230,6 +230,11 @@ class SandboxControl:
         """Create a Service Account Key (``sak``) or Personal Access Token (``pat``)."""
         return str(self._call("POST", "/keys", {"kind": kind})["key"])
 
+    def mint_pair(self) -> dict[str, str]:
+        """An access/refresh token pair as Keap's developer portal gives one (no consent page, no expiry)."""
+        pair: dict[str, str] = self._call("POST", "/tokens", {})
+        return pair
+
     def revoke(self, include_keys: bool = False) -> dict[str, Any]:
         """Kill every access and refresh token (and API keys if asked): "Keap revoked access"."""
         result: dict[str, Any] = self._call("POST", "/revoke", {"include_keys": include_keys})

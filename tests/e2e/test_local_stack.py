@@ -89,9 +89,58 @@ def test_connect_keap_in_a_browser(local_stack: LocalStack, browser) -> None:  #
     assert abs(expires - (time.time() + 86400)) < 300  # Keap's expires_in, stored as an absolute time
 
 
-def keaplink_cli(stack: LocalStack, *args: str) -> subprocess.CompletedProcess[str]:
+def mint_pair(stack: LocalStack) -> dict[str, str]:
+    """An access/refresh token pair as Keap's developer portal would give one (the sandbox's control API)."""
+    pair: dict[str, str] = requests.post(f"{stack['keap_sandbox_url']}/_sandbox/tokens", timeout=10).json()
+    return pair
+
+
+def refresh_at_keap(stack: LocalStack, refresh_token: str) -> requests.Response:
+    return requests.post(stack["keap_token_url"], data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+                         auth=("sandbox-client-id", "sandbox-client-secret"), timeout=10)
+
+
+def test_import_a_token_pair_in_a_browser(local_stack: LocalStack, browser) -> None:  # type: ignore[no-untyped-def]
+    """The status page's form: paste a pair made in Keap's developer portal, and keaplink keeps it."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    # Runs after the connect test (same browser, the Authorization header is still set).
+    pair = mint_pair(local_stack)
+    wait = WebDriverWait(browser, 60)
+    browser.get(local_stack["admin_url"])
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Connected"))
+    assert browser.find_element(By.ID, "access_token").get_attribute("type") == "password"
+    browser.find_element(By.ID, "access_token").send_keys(pair["access_token"])
+    browser.find_element(By.ID, "refresh_token").send_keys(pair["refresh_token"])
+    browser.save_screenshot(str(OUTPUT / "token-import-form.png"))
+    browser.find_element(By.ID, "import-tokens").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "Token pair imported"))
+    assert "Token pair imported" in browser.find_element(By.ID, "timeline").text
+    assert browser.find_element(By.ID, "dead-letter-count").text.isdigit()  # the DLQ was read
+    assert pair["refresh_token"] not in browser.page_source and pair["access_token"] not in browser.page_source
+    browser.save_screenshot(str(OUTPUT / "token-import-done.png"))
+    assert refresh_at_keap(local_stack, pair["refresh_token"]).json()["error"] == "invalid_grant"  # used up
+    page = requests.get(local_stack["admin_url"], auth=auth(local_stack), timeout=30)
+    assert "frame-ancestors 'none'" in page.headers["Content-Security-Policy"]
+    assert page.headers["X-Content-Type-Options"] == "nosniff" and page.headers["Cache-Control"] == "no-store"
+
+
+def keaplink_cli(stack: LocalStack, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run([str(REPO / "keaplink"), *args], check=False, cwd=REPO, env=stack.env(), capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, input=stdin)
+
+
+def test_connect_tokens_from_the_cli(local_stack: LocalStack) -> None:
+    pair = mint_pair(local_stack)
+    done = keaplink_cli(local_stack, "connect-tokens", stdin=f"{pair['access_token']}\n{pair['refresh_token']}\n")
+    assert done.returncode == 0, done.stderr
+    assert "connected: Keap app sb123.infusionsoft.com" in done.stdout
+    refused = keaplink_cli(local_stack, "connect-tokens", stdin="made-up-access\nmade-up-refresh\n")
+    assert refused.returncode == 1 and "Keap did not accept this token pair" in refused.stderr
+    status = requests.get(local_stack["admin_url"] + "status.json", auth=auth(local_stack), timeout=30).json()
+    assert status["status"] == "connected" and status["timeline"][0]["kind"] == "tokens_imported"
 
 
 def test_events_from_the_cli_reach_keap(local_stack: LocalStack) -> None:

@@ -93,3 +93,120 @@ def test_redriven_message_is_processed_after_keap_recovers(queues, sandbox, caps
     drain(queues, handler)
     assert len(sandbox.control("GET", "state")["contacts"]) == 1
     assert dlq_messages(queues) == []
+
+
+# --- the DLQ as an operator sees it: escaped output, a complete and duplicate-free redrive ----------------
+def all_bodies(aws, url: str) -> list[str]:  # type: ignore[no-untyped-def]
+    """Every message body in a queue (received and kept hidden, so each is seen once)."""
+    sqs, bodies, seen = aws.client("sqs"), [], set()
+    while True:
+        msgs = sqs.receive_message(QueueUrl=url, MaxNumberOfMessages=10, VisibilityTimeout=120,
+                                   WaitTimeSeconds=1).get("Messages", [])
+        fresh = [m for m in msgs if m["MessageId"] not in seen]
+        if not fresh:
+            return bodies
+        seen.update(m["MessageId"] for m in fresh)
+        bodies += [m["Body"] for m in fresh]
+
+
+def dead_letter(aws, *bodies: str, reason: str = "test") -> None:  # type: ignore[no-untyped-def]
+    from keaplink.actions.dead_letters import DeadLetterQueue
+
+    dlq = DeadLetterQueue(lambda: aws.client("sqs"), aws.dlq_url)
+    for i, body in enumerate(bodies):
+        dlq.send(body, reason, f"m{i}")
+
+
+# What SQS lets through (it refuses C0 controls but CR, LF and TAB): a line rewritten with CR, a fake
+# line with LF, a C1 CSI (U+009B, an escape sequence in one character for terminals that honour C1) and
+# a right-to-left override that shows "txt.exe" as "exe.txt".
+HOSTILE = "ok\r\u009b2J\u009b31mFAKE\nkeaplink: all clear\t\u202etxt.exe"
+
+
+def test_dlq_list_shows_control_characters_escaped(queues, capsys) -> None:
+    dead_letter(queues, HOSTILE, reason="bad\u009b1;1Hreason\u2066")
+    assert cli.main(["dlq", "list"]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    assert len(lines) == 2  # one line per message and one for its body: the LF did not make a third
+    assert "\\x0d\\x9b2J\\x9b31mFAKE\\x0akeaplink: all clear\\x09\\u202etxt.exe" in out
+    assert "bad\\x9b1;1Hreason\\u2066" in out
+    control = [c for c in out.replace("\n", "") if ord(c) < 0x20 or 0x7F <= ord(c) < 0xA0 or c in "\u202e\u2066"]
+    assert control == []
+
+
+def test_dlq_redrive_all_drains_more_than_a_hundred(queues, capsys) -> None:
+    bodies = [json.dumps({"n": i}) for i in range(125)]
+    sqs = queues.client("sqs")
+    for start in range(0, len(bodies), 10):
+        sqs.send_message_batch(QueueUrl=queues.dlq_url, Entries=[
+            {"Id": str(i), "MessageBody": b} for i, b in enumerate(bodies[start:start + 10])])
+    assert cli.main(["dlq", "redrive", "--all"]) == 0
+    out = capsys.readouterr().out
+    assert "125 message(s) sent back to the main queue" in out and "… 10 sent back so far" in out
+    assert sorted(all_bodies(queues, queues.queue_url)) == sorted(bodies)  # each exactly once
+    assert dlq_messages(queues) == []
+
+
+class SlowSqs:
+    """The DLQ's SQS client on a slow day: every send takes a while, and meanwhile someone else (the status
+    page, another operator's `dlq list`) receives whatever is visible in the DLQ and gives it back at once.
+
+    It also keeps AWS's rule that moto does not: a message received again has a new receipt handle, and a
+    delete with an older one "succeeds" without deleting anything (SQS DeleteMessage reference).
+    """
+
+    def __init__(self, real, dlq_url: str, delay_s: float) -> None:  # type: ignore[no-untyped-def]
+        self.real, self.dlq_url, self.delay_s = real, dlq_url, delay_s
+        self.latest: dict[str, str] = {}  # message id -> its newest receipt handle
+        self.owner: dict[str, str] = {}  # receipt handle -> message id
+        self.held: set[str] = set()  # message ids the run has received and not yet deleted
+        self.others_saw_held: list[str] = []
+        self.sends = 0
+
+    def _track(self, answer):  # type: ignore[no-untyped-def]
+        for m in answer.get("Messages", []):
+            self.latest[m["MessageId"]] = m["ReceiptHandle"]
+            self.owner[m["ReceiptHandle"]] = m["MessageId"]
+        return answer
+
+    def receive_message(self, **kwargs):  # type: ignore[no-untyped-def]
+        answer = self._track(self.real.receive_message(**kwargs))
+        self.held |= {m["MessageId"] for m in answer.get("Messages", [])}
+        return answer
+
+    def delete_message(self, **kwargs):  # type: ignore[no-untyped-def]
+        message_id = self.owner[kwargs["ReceiptHandle"]]
+        if self.latest[message_id] != kwargs["ReceiptHandle"]:
+            return {}  # a stale handle: AWS answers success and keeps the message
+        self.held.discard(message_id)
+        return self.real.delete_message(**kwargs)
+
+    def send_message(self, **kwargs):  # type: ignore[no-untyped-def]
+        import time
+
+        time.sleep(self.delay_s)
+        other = self._track(self.real.receive_message(QueueUrl=self.dlq_url, MaxNumberOfMessages=10,
+                                                      VisibilityTimeout=0))
+        self.others_saw_held += [m["Body"] for m in other.get("Messages", []) if m["MessageId"] in self.held]
+        self.sends += 1
+        return self.real.send_message(**kwargs)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.real, name)
+
+
+def test_a_slow_redrive_sends_each_message_once(queues) -> None:
+    from keaplink.actions.dead_letters import DeadLetterQueue
+
+    bodies = [f"slow-{i}" for i in range(12)]
+    dead_letter(queues, *bodies)
+    slow = SlowSqs(queues.client("sqs"), queues.dlq_url, delay_s=0.5)
+    # Hidden for 3 s, up to ten sends of 0.5 s per batch: unless the run hides the rest of its batch again in
+    # time, the tail becomes visible, another reader receives it, the run's delete no longer deletes, and the
+    # message comes back to be sent a second time.
+    moved = DeadLetterQueue(lambda: slow, queues.dlq_url).redrive_all(queues.queue_url, hidden_s=3)
+    assert moved == 12 and slow.sends == 12
+    assert slow.others_saw_held == []  # nothing the run held was visible to anyone else meanwhile
+    assert sorted(all_bodies(queues, queues.queue_url)) == sorted(bodies)
+    assert dlq_messages(queues) == []

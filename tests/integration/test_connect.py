@@ -24,7 +24,7 @@ def test_connect_happy_path(aws, sandbox) -> None:
     params = flows.consent(location)
     response = flows.callback(params, cookie)
     assert response["statusCode"] == 303
-    assert flows.header(response, "Location") == "/prod/?message=Keap%20connected."
+    assert flows.header(response, "Location") == "/prod/?done=connected"
     status = flows.status_json()
     assert status["status"] == "connected" and status["auth_mode"] == "oauth"
     assert status["tenant"] == "sb123.infusionsoft.com"
@@ -33,7 +33,7 @@ def test_connect_happy_path(aws, sandbox) -> None:
     nxt = datetime.fromisoformat(status["next_refresh_at"].replace("Z", "+00:00")).timestamp()
     assert abs(nxt - (time.time() + 21 * 3600)) < 60
     assert "access_token" not in str(status) and "refresh_token" not in str(status)
-    page = flows.call("admin", "GET", "/", {"message": "Keap connected."})
+    page = flows.call("admin", "GET", "/", {"done": "connected"})
     assert page["statusCode"] == 200 and "Connected" in page["body"] and "sb123.infusionsoft.com" in page["body"]
     assert "Reconnect" in page["body"] and "Keap connected." in page["body"]
 
@@ -47,7 +47,7 @@ def test_status_before_connecting(aws) -> None:
 
 
 @pytest.mark.parametrize("path", ["/", "/status.json", "/connect"])
-@pytest.mark.parametrize("auth", [None, basic("admin", "wrong"), basic("root", "keaplink-local"), "Bearer x"])
+@pytest.mark.parametrize("auth", [None, basic("admin", "wrong"), basic("root", "keaplink-local-admin"), "Bearer x"])
 def test_admin_routes_need_the_password(aws, path: str, auth: str | None) -> None:
     headers = {"Authorization": auth} if auth else {}
     from tests.support.apigw import FakeContext, rest_event
@@ -85,7 +85,9 @@ def test_denied(connected, sandbox) -> None:
     location, cookie = flows.start_connect()
     params = flows.consent(location, "deny")
     assert params["error"] == "access_denied"
-    assert_page(flows.callback(params, cookie), 403, "Keap access was denied", "User denied access to resource")
+    response = flows.callback(params, cookie)
+    assert_page(response, 403, "Keap access was denied", "Keap reported that access was denied.")
+    assert "User denied access to resource" not in response["body"]  # Keap's free text: only in the log
     assert stored() == connected
 
 

@@ -16,6 +16,7 @@ API_EVENTS = {
     "admin-status-json.json": ("admin", 200, '"status"'),
     "admin-connect.json": ("admin", 302, ""),
     "admin-refresh.json": ("admin", 303, ""),
+    "admin-import-tokens.json": ("admin", 400, "Keap did not accept this token pair"),  # placeholders, not a pair
     "admin-unauthenticated.json": ("admin", 401, "Unauthorized"),
     "admin-wrong-password.json": ("admin", 401, "Unauthorized"),
     "callback-denied.json": ("callback", 403, "Keap access was denied"),
@@ -41,6 +42,16 @@ def test_callback_success_event_with_a_live_state(aws, sandbox) -> None:
     raw = json.dumps(load_event("callback-success.json"))
     raw = raw.replace("REPLACE-WITH-STATE", params["state"]).replace("REPLACE-WITH-CODE", params["code"])
     response = load_handler("callback").lambda_handler(json.loads(raw), FakeContext())
+    assert response["statusCode"] == 303 and flows.status_json()["status"] == "connected"
+
+
+def test_import_tokens_event_with_a_live_pair(aws, sandbox) -> None:
+    """The shape of admin-import-tokens.json works once its placeholders are a pair from the 'portal'."""
+    pair = sandbox.control("POST", "tokens")
+    raw = json.dumps(load_event("admin-import-tokens.json"))
+    raw = raw.replace("PASTE-THE-ACCESS-TOKEN", pair["access_token"]).replace("PASTE-THE-REFRESH-TOKEN",
+                                                                              pair["refresh_token"])
+    response = load_handler("admin").lambda_handler(json.loads(raw), FakeContext())
     assert response["statusCode"] == 303 and flows.status_json()["status"] == "connected"
 
 

@@ -224,3 +224,14 @@ def test_cli_starts_and_stops_on_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_mint_a_token_pair_like_the_developer_portal(sb: SandboxHandle) -> None:
+    from tests.sandbox.sandbox_helpers import Api, refresh
+
+    pair = sb.control.mint_pair()
+    assert set(pair) == {"access_token", "refresh_token"}  # no expiry: the portal shows none
+    assert Api(sb, token=pair["access_token"]).get("/v2/tags").status_code == 200
+    rotated = refresh(sb, pair["refresh_token"])
+    assert rotated.status_code == 200 and rotated.json()["scope"] == "full|sb123.infusionsoft.com"
+    assert refresh(sb, pair["refresh_token"]).json()["error"] == "invalid_grant"  # single-use, like any other

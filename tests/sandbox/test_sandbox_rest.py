@@ -227,3 +227,14 @@ def test_api_key_auth(sb: SandboxHandle) -> None:
     assert [e["auth"] for e in log] == ["key", "key"]
     sb.control.revoke(include_keys=True)
     assert Api(sb, key=key).get("/v2/tags").status_code == 401
+
+
+def test_user_info_names_the_keap_app(sb: SandboxHandle, api: Api) -> None:
+    """``GET /v2/oauth/connect/userinfo`` (getUserInfo): the spec's fields, and the tenant header."""
+    r = api.get("/v2/oauth/connect/userinfo")
+    assert r.status_code == 200 and r.headers["x-keap-tenant-id"] == "sb123.infusionsoft.com"
+    body = r.json()
+    assert set(body) <= {"email", "sub", "id", "keap_id", "family_name", "given_name", "middle_name",
+                         "preferred_name", "is_admin", "tenant_id"}
+    assert all(isinstance(v, str) for k, v in body.items() if k != "is_admin") and body["is_admin"] is True
+    assert Api(sb, token="bogus").get("/v2/oauth/connect/userinfo").status_code == 401

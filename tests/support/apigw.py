@@ -22,6 +22,8 @@ def rest_event(
     headers: dict[str, str] | None = None,
     stage: str = "prod",
     host: str = HOST,
+    source_ip: str = "127.0.0.1",
+    body: str | None = None,
 ) -> dict[str, Any]:
     all_headers = {"Host": host, "X-Forwarded-Proto": "https", **(headers or {})}
     return {
@@ -41,9 +43,9 @@ def rest_event(
             "stage": stage,
             "domainName": host,
             "requestId": "test-request",
-            "identity": {"sourceIp": "127.0.0.1"},
+            "identity": {"sourceIp": source_ip},
         },
-        "body": None,
+        "body": body,
         "isBase64Encoded": False,
     }
 

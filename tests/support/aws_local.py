@@ -12,7 +12,7 @@ import boto3
 from moto.server import ThreadedMotoServer
 
 REGION = "us-east-1"
-ADMIN_PASSWORD = "keaplink-local"  # the password in events/*.json
+ADMIN_PASSWORD = "keaplink-local-admin"  # the password in events/*.json (15 characters at least)
 
 
 def free_port() -> int:

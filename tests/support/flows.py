@@ -16,10 +16,17 @@ AUTH = {"Authorization": basic("admin", ADMIN_PASSWORD)}
 
 
 def call(function: str, method: str, path: str, query: dict[str, str] | None = None,
-         headers: dict[str, str] | None = None) -> dict[str, Any]:
-    module = load_handler(function)
-    result: dict[str, Any] = module.lambda_handler(rest_event(method, path, query, {**AUTH, **(headers or {})}),
-                                                   FakeContext())
+         headers: dict[str, str] | None = None, body: str | None = None) -> dict[str, Any]:
+    """One request with the admin's credentials (``headers`` may replace them)."""
+    return anonymous(function, method, path, query, {**AUTH, **(headers or {})}, body=body)
+
+
+def anonymous(function: str, method: str, path: str, query: dict[str, str] | None = None,
+              headers: dict[str, str] | None = None, source_ip: str = "127.0.0.1",
+              body: str | None = None) -> dict[str, Any]:
+    """One request with exactly the given headers (no credentials unless given)."""
+    event = rest_event(method, path, query, headers, source_ip=source_ip, body=body)
+    result: dict[str, Any] = load_handler(function).lambda_handler(event, FakeContext())
     return result
 
 

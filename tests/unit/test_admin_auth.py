@@ -42,3 +42,26 @@ def test_cross_site_posts_are_refused() -> None:
     assert not is_cross_site("POST", None, own + "/", own)
     assert not is_cross_site("POST", None, None, own)  # curl and scripts
     assert not is_cross_site("GET", "cross-site", "https://evil.example", own)  # links are fine: GETs change nothing
+
+
+def test_password_problem() -> None:
+    from keaplink.admin.auth import password_problem
+
+    assert password_problem("") == "the admin password is empty"
+    assert password_problem("x" * 14) == "the admin password is shorter than 15 characters"
+    assert password_problem("x" * 15) is None
+
+
+def test_an_oversized_or_userless_header_is_not_credentials() -> None:
+    assert parse_basic(basic("admin", "x" * 1200)) is None
+    assert parse_basic(basic("", "password")) is None
+
+
+def test_comparison_takes_the_same_path_for_any_length() -> None:
+    from keaplink.admin.auth import credentials_match
+
+    expected = "a-long-enough-password"
+    assert credentials_match(("admin", expected), expected)
+    for guess in ("", "a", expected[:-1], expected + "x", "x" * 10_000):
+        assert not credentials_match(("admin", guess), expected)
+    assert not credentials_match(("admin", ""), "")

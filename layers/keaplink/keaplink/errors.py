@@ -58,6 +58,19 @@ class CodeExchangeFailed(KeapError):
     """The authorization code could not be exchanged (bad, used or expired code)."""
 
 
+class TokenPairInvalid(KeaplinkError):
+    """Pasted tokens that are not a token pair's shape: nothing was sent to Keap, nothing changed."""
+
+
+class TokenPairRefused(KeapError):
+    """Keap refused the refresh token of a pair to import: nothing was stored."""
+
+
+class TokenPairUnconfirmed(KeapError):
+    """Keap did not answer the refresh of a pair to import: nothing was stored, and Keap may have used the
+    pair's refresh token up."""
+
+
 class OAuthStateInvalid(KeaplinkError):
     """The callback's ``state`` is missing, unknown, expired, already used or not this admin's."""
 

@@ -20,4 +20,16 @@ class NullMetrics:
         return None
 
 
-__all__ = ["MetricUnit", "MetricsPort", "NullMetrics", "logger", "metrics"]
+class TimelinePort(Protocol):
+    """The connection's recent events, for humans (the status page): connected, refreshed, refresh failed,
+    re-authorization needed, queue held/resumed. Writing one must never fail the operation that caused it."""
+
+    def record(self, kind: str, detail: str = "") -> None: ...
+
+
+class NullTimeline:
+    def record(self, kind: str, detail: str = "") -> None:
+        return None
+
+
+__all__ = ["MetricUnit", "MetricsPort", "NullMetrics", "NullTimeline", "TimelinePort", "logger", "metrics"]

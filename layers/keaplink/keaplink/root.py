@@ -1,14 +1,18 @@
 """The composition root: the one place that builds keaplink's collaborators from configuration.
 
 Handlers ask it for what they need and hand that to one package. Everything is built on first use and
-cached for the container's life (clients, bound tables, secrets, the rate limiter, the tag-id cache);
-:func:`reset` forgets it all, so tests point keaplink elsewhere by changing the environment. Packages are
-imported inside the factories: a function imports only the part of the layer it uses.
+cached for the container's life (clients, bound tables, the Keap client secret, the rate limiter, the
+tag-id cache) — except the admin password, cached for 5 minutes so that a rotation takes effect within
+minutes in warm containers too. :func:`reset` forgets it all, so tests point keaplink elsewhere by changing
+the environment. Packages are imported inside the factories: a function imports only the part of the layer
+it uses.
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
@@ -22,17 +26,45 @@ if TYPE_CHECKING:
     from keaplink.actions.table import DataItem
     from keaplink.actions.tags import TagIds
     from keaplink.actions.users import UserStore
+    from keaplink.admin.gate import Gate
+    from keaplink.admin.lockout import FailedSignIns
+    from keaplink.admin.routes import StatusSources
     from keaplink.connection.credentials import ClientCredentials
     from keaplink.connection.oauth import OAuthClient
+    from keaplink.connection.pair import TokenImporter
     from keaplink.connection.refresh import Refresher
     from keaplink.connection.states import StateStore
     from keaplink.connection.store import TokenStore
     from keaplink.connection.table import ConnectionItem
+    from keaplink.connection.timeline import TableTimeline
     from keaplink.keap.rate_limit import RateLimiter
     from keaplink.keap.session import AuthSource, KeapSession
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()  # botocore's session is not safe for concurrent client creation
+
+ADMIN_SECRET_TTL_S = 300.0  # how long a rotated admin password may take to count in a warm container
+
+
+class Expiring[T]:
+    """A value loaded on first use and again once it is older than ``ttl_s``."""
+
+    def __init__(self, load: Callable[[], T], ttl_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        self._load = load
+        self.ttl_s = ttl_s
+        self.clock = clock
+        self._lock = threading.Lock()
+        self._value: tuple[float, T] | None = None
+
+    def __call__(self) -> T:
+        with self._lock:
+            if self._value is None or self.clock() - self._value[0] >= self.ttl_s:
+                self._value = (self.clock(), self._load())
+            return self._value[1]
+
+    def cache_clear(self) -> None:
+        with self._lock:
+            self._value = None
 
 
 def settings() -> Settings:
@@ -91,6 +123,12 @@ def state_store() -> StateStore:
     return StateStore(connection_table)
 
 
+def timeline() -> TableTimeline:
+    from keaplink.connection.timeline import TableTimeline
+
+    return TableTimeline(settings().connection_id, connection_table)
+
+
 def oauth_client() -> OAuthClient:
     from keaplink.connection.oauth import OAuthClient
 
@@ -101,7 +139,15 @@ def refresher(metrics: MetricsPort | None = None) -> Refresher:
     from keaplink.connection.refresh import Refresher
     from keaplink.observability import NullMetrics
 
-    return Refresher(store=token_store(), oauth=oauth_client(), metrics=metrics or NullMetrics())
+    return Refresher(store=token_store(), oauth=oauth_client(), metrics=metrics or NullMetrics(), timeline=timeline())
+
+
+def token_importer() -> TokenImporter:
+    """Starts the connection from a token pair made in Keap's developer portal."""
+    from keaplink.connection.pair import TokenImporter, keap_probe
+
+    return TokenImporter(store=token_store(), oauth=oauth_client(), timeline=timeline(),
+                         probe=keap_probe(settings().keap_api_url, settings().http_timeout_s))
 
 
 def keap_auth(metrics: MetricsPort | None = None, through: Refresher | None = None) -> AuthSource:
@@ -114,11 +160,40 @@ def keap_auth(metrics: MetricsPort | None = None, through: Refresher | None = No
 
 
 # --- the admin panel ----------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
-def admin_password() -> str:
+def _load_admin_password() -> str:
     from keaplink.admin.auth import password_from_secret
 
     return password_from_secret(_secret(settings().need("admin_secret_id")))
+
+
+admin_password = Expiring(_load_admin_password, ADMIN_SECRET_TTL_S)
+
+
+def failed_sign_ins() -> FailedSignIns:
+    from keaplink.admin.lockout import FailedSignIns
+
+    return FailedSignIns(connection_table)
+
+
+def admin_gate() -> Gate:
+    """Who may use the admin routes: the password read only for well-formed credentials of an unlocked
+    source, and then from the 5-minute cache."""
+    from keaplink.admin.gate import Gate
+
+    return Gate(password=admin_password, failures=failed_sign_ins)
+
+
+def dead_letter_glance() -> dict[str, Any]:
+    """The DLQ's count and newest reasons, peeked and released at once (nothing is hidden)."""
+    from keaplink.actions.dead_letters import DeadLetterQueue
+
+    return DeadLetterQueue(lambda: aws_client("sqs"), settings().need("dlq_url")).glance()
+
+
+def status_sources() -> StatusSources:
+    from keaplink.admin.routes import StatusSources
+
+    return StatusSources(store=token_store(), timeline=timeline(), dead_letters=dead_letter_glance)
 
 
 def client_id() -> str:
@@ -129,7 +204,7 @@ def client_id() -> str:
 def queue_hold() -> QueueHold:
     from keaplink.actions.hold import QueueHold
 
-    return QueueHold(lambda: aws_client("lambda"), settings().actions_function)
+    return QueueHold(lambda: aws_client("lambda"), settings().actions_function, timeline())
 
 
 def resume_queue() -> None:

@@ -7,13 +7,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from keaplink.observability import logger
+from keaplink.observability import NullTimeline, TimelinePort, logger
 
 
 class QueueHold:
-    def __init__(self, lambda_client: Callable[[], Any], function_name: str | None) -> None:
+    def __init__(self, lambda_client: Callable[[], Any], function_name: str | None,
+                 timeline: TimelinePort | None = None) -> None:
         self._lambda = lambda_client
         self.function_name = function_name
+        self._timeline = timeline or NullTimeline()
 
     def _mappings(self) -> list[dict[str, object]]:
         if not self.function_name:
@@ -31,6 +33,7 @@ class QueueHold:
             changed += 1
         if changed:
             logger.info("actions queue " + ("resumed" if enabled else "paused"), extra={"mappings": changed})
+            self._timeline.record("queue_resumed" if enabled else "queue_held")
         return changed
 
     def pause(self) -> int:

@@ -5,6 +5,7 @@ Pure helpers over Powertools' event object (its headers are case-insensitive).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 STATE_COOKIE = "keaplink_oauth_state"
+# A host name or address with an optional port; anything else in a Host header (a path, a space, CR/LF) is
+# not used to build URLs.
+_HOST = re.compile(r"(?:[A-Za-z0-9.-]{1,253}|\[[0-9A-Fa-f:.]{2,45}\])(?::[0-9]{1,5})?")
 
 
 @dataclass(frozen=True)
@@ -48,7 +52,8 @@ def public_base_url(event: APIGatewayProxyEvent, configured: str | None = None) 
     if configured:
         return configured.rstrip("/")
     ctx = event.get("requestContext") or {}
-    host = event.headers.get("Host") or ctx.get("domainName") or "localhost"
+    candidates = (event.headers.get("Host"), ctx.get("domainName"))
+    host = next((h for h in candidates if isinstance(h, str) and _HOST.fullmatch(h)), "localhost")
     route = event.path or "/"
     full = str(ctx.get("path") or "")
     if full and route != "/" and full.endswith(route):
@@ -58,11 +63,19 @@ def public_base_url(event: APIGatewayProxyEvent, configured: str | None = None) 
     else:
         stage = ctx.get("stage")
         prefix = f"/{stage}" if stage and stage != "$default" else ""
-    proto = event.headers.get("X-Forwarded-Proto")
-    if not proto:
+    proto = (event.headers.get("X-Forwarded-Proto") or "").lower()
+    if proto not in ("http", "https"):
         local = host.split(":")[0] in ("localhost", "127.0.0.1")
         proto = "http" if local else "https"
     return f"{proto}://{host}{prefix}".rstrip("/")
+
+
+def source_ip(event: APIGatewayProxyEvent) -> str:
+    """The caller's address as API Gateway saw it (the TCP peer; never X-Forwarded-For, which the caller
+    writes)."""
+    identity = (event.get("requestContext") or {}).get("identity") or {}
+    value = identity.get("sourceIp") if isinstance(identity, dict) else None
+    return str(value)[:64] if value else "unknown"
 
 
 def url_origin(url: str) -> str:

@@ -7,19 +7,20 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from keaplink.admin.request import STATE_COOKIE
 from keaplink.connection.decision import next_refresh_at
 from keaplink.connection.oauth import authorize_url
 from keaplink.connection.states import STATE_LIFETIME_S
 from keaplink.errors import CodeExchangeFailed, OAuthDenied, OAuthStateInvalid
-from keaplink.observability import logger
+from keaplink.observability import TimelinePort, logger
 
 if TYPE_CHECKING:
     from keaplink.connection.oauth import OAuthClient
     from keaplink.connection.states import StateStore
     from keaplink.connection.store import TokenStore
+    from keaplink.connection.timeline import TimelineEvent
     from keaplink.connection.token import Connection
 
 
@@ -47,6 +48,41 @@ def status_view(conn: Connection, auth_mode: str, callback_url: str) -> dict[str
         "last_error_at": iso(conn.last_error_at),
         "callback_url": callback_url,
     }
+
+
+class TimelineReader(Protocol):
+    def recent(self, limit: int = 10) -> list[TimelineEvent]: ...
+
+
+@dataclass(frozen=True)
+class StatusSources:
+    """What the status page reads: the connection, its timeline, and a glance at the DLQ (a function, so that
+    the admin package needs nothing of the actions package)."""
+
+    store: TokenStore
+    timeline: TimelineReader
+    dead_letters: Callable[[], dict[str, Any]]
+
+
+def at_a_glance(sources: StatusSources, events: int = 10) -> dict[str, Any]:
+    """The night at a glance: the newest timeline events and the dead letters. Either may be unavailable
+    (``None``, logged); the status page shows the rest all the same."""
+    out: dict[str, Any] = {"timeline": None, "dead_letters": None}
+    try:
+        out["timeline"] = [{"at": iso(e.at), "kind": e.kind, "label": e.label, "detail": e.detail}
+                           for e in sources.timeline.recent(events)]
+    except Exception as exc:  # noqa: BLE001 - a view; the connection's status matters more
+        logger.warning("timeline unavailable", extra={"error_type": type(exc).__name__})
+    try:
+        glance = sources.dead_letters()
+        out["dead_letters"] = {
+            "count": int(glance["count"]),
+            "newest": [{"message_id": x["message_id"], "reason": x["reason"], "sent_at": iso(x["sent_at"])}
+                       for x in glance["newest"]],
+        }
+    except Exception as exc:  # noqa: BLE001 - e.g. no DLQ_URL, or SQS refused
+        logger.warning("dead letters unavailable", extra={"error_type": type(exc).__name__})
+    return out
 
 
 @dataclass(frozen=True)
@@ -82,6 +118,7 @@ def complete_connect(
     callback_url: str,
     clock: Callable[[], float] = time.time,
     resume_queue: Callable[[], None] | None = None,
+    timeline: TimelinePort | None = None,
 ) -> Connection:
     """Validate the callback and store the new token. Raises a typed error, leaving the store untouched.
 
@@ -105,6 +142,8 @@ def complete_connect(
     token = oauth.exchange_code(code, callback_url, clock())
     conn = store.store_authorized(token, clock())
     logger.info("Keap connected", extra={"tenant": token.tenant, "version": conn.version})
+    if timeline is not None:
+        timeline.record("connected", f"Keap app {token.tenant or 'unknown'}")
     if resume_queue is not None:
         resume_queue()  # events held while disconnected flow again
     return conn

@@ -1,21 +1,34 @@
-"""The admin panel on Powertools' REST resolver: authentication and the request context in one middleware,
-typed errors mapped to HTML pages, and one adapter per route between the resolver and :mod:`routes`."""
+"""The admin panel on Powertools' REST resolver: the sign-in gate and the request context in one middleware,
+typed errors mapped to HTML pages, security headers on every response, and one adapter per route between
+the resolver and :mod:`routes`."""
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import time
 from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import parse_qs
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
 from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 
 from keaplink.admin import pages
-from keaplink.admin.auth import CHALLENGE, authenticate, is_cross_site
-from keaplink.admin.request import STATE_COOKIE, RequestContext, cookie_value, public_base_url, url_origin, url_path
-from keaplink.admin.routes import complete_connect, start_connect, status_view
+from keaplink.admin.auth import CHALLENGE, is_cross_site
+from keaplink.admin.gate import Admitted, Gate, LockedOut, Refusal
+from keaplink.admin.request import (
+    STATE_COOKIE,
+    RequestContext,
+    cookie_value,
+    public_base_url,
+    source_ip,
+    url_origin,
+    url_path,
+)
+from keaplink.admin.routes import StatusSources, at_a_glance, complete_connect, start_connect, status_view
 from keaplink.errors import (
     CodeExchangeFailed,
     ConfigError,
@@ -27,17 +40,23 @@ from keaplink.errors import (
     OAuthDenied,
     OAuthStateInvalid,
     TokenConflict,
+    TokenPairInvalid,
+    TokenPairRefused,
+    TokenPairUnconfirmed,
 )
 from keaplink.observability import logger, metrics
 
 if TYPE_CHECKING:  # typing only: a function imports the parts of the connection it uses, when it uses them
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
     from aws_lambda_powertools.utilities.typing import LambdaContext
 
     from keaplink.config import Settings
     from keaplink.connection.oauth import OAuthClient
+    from keaplink.connection.pair import TokenImporter
     from keaplink.connection.refresh import Refresher
     from keaplink.connection.states import StateStore
     from keaplink.connection.store import TokenStore
+    from keaplink.observability import TimelinePort
 
 # Typed error → (HTTP status, page title, what the admin should do). Looked up along the MRO, so the most
 # specific class wins; the text shown never decides anything.
@@ -51,6 +70,13 @@ ERROR_PAGES: dict[type[Exception], tuple[int, str, str]] = {
                             "Check the Keap client id/secret in Secrets Manager."),
     NotConnected: (409, "Keap is not connected", "Connect Keap first."),
     NeedsReauth: (409, "Keap needs to be reconnected", "The refresh token is no longer valid: reconnect."),
+    TokenPairInvalid: (400, "These are not a Keap token pair", "Paste the access token and the refresh token "
+                       "exactly as Keap's developer portal shows them. Nothing was sent to Keap; nothing was changed."),
+    TokenPairRefused: (400, "Keap did not accept this token pair", "Its refresh token is unknown, used up or "
+                       "expired, or was made for another developer app than keaplink's client id. Nothing was "
+                       "changed: generate a new pair in Keap's developer portal."),
+    TokenPairUnconfirmed: (502, "Keap did not confirm the token pair", "Nothing was stored. If Keap used the "
+                           "refresh token before its answer was lost, this pair no longer works: generate a new one."),
     LeaseBusy: (503, "A refresh is already running", "Try again in a minute."),
     TokenConflict: (409, "The connection changed meanwhile", "Reload the status page."),
     KeapError: (502, "Keap could not be reached", "Nothing was changed. Try again in a few minutes."),
@@ -58,26 +84,53 @@ ERROR_PAGES: dict[type[Exception], tuple[int, str, str]] = {
 }
 
 
+def security_headers(https: bool) -> dict[str, str]:
+    """Sent with every admin response, 401s, 429s, error pages and JSON included."""
+    headers = {
+        "Content-Security-Policy": pages.CSP,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "no-referrer",
+        "X-Frame-Options": "DENY",  # frame-ancestors' predecessor, for browsers without CSP level 2
+        "Cache-Control": "no-store",  # every page shows connection data or answers a sign-in
+    }
+    if https:
+        headers["Strict-Transport-Security"] = "max-age=31536000"
+    return headers
+
+
+def with_security_headers(result: dict[str, Any], https: bool) -> dict[str, Any]:
+    """Set the security headers on a resolved response (replacing any of the same name)."""
+    extra = security_headers(https)
+    names = {name.lower() for name in extra}
+    for key in ("headers", "multiValueHeaders"):
+        if isinstance(result.get(key), dict):
+            result[key] = {k: v for k, v in result[key].items() if k.lower() not in names}
+    multi = result.setdefault("multiValueHeaders", {})
+    multi.update({name: [value] for name, value in extra.items()})
+    return result
+
+
 def html(status: int, body: str, headers: Mapping[str, str] | None = None) -> Response[str]:
-    return Response(
-        status,
-        content_types.TEXT_HTML,
-        body,
-        headers={"Cache-Control": "no-store", "X-Frame-Options": "DENY", **(headers or {})},
-    )
+    return Response(status, content_types.TEXT_HTML, body, headers=dict(headers or {}))
 
 
-def resolver(settings: Callable[[], Settings], admin_password: Callable[[], str]) -> APIGatewayRestResolver:
+def resolver(settings: Callable[[], Settings], gate: Callable[[], Gate]) -> APIGatewayRestResolver:
     """A REST resolver whose every route needs the admin's Basic credentials, with typed-error pages."""
     app = APIGatewayRestResolver()
 
     def admin_only(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
         event = app.current_event
-        user = authenticate(event.headers.get("Authorization"), admin_password())
-        if user is None:
-            metrics.add_metric("AdminAuthRejected", "Count", 1)
+        verdict = gate().check(event.headers.get("Authorization"), source_ip(event))
+        if isinstance(verdict, LockedOut):
+            metrics.add_metric("AdminLockedOut", "Count", 1)
+            logger.warning("admin sign-in refused: source locked out", extra={"retry_after_s": verdict.retry_after_s})
+            return html(429, pages.locked_out_page(verdict.retry_after_s), {"Retry-After": str(verdict.retry_after_s)})
+        if not isinstance(verdict, Admitted):
+            if verdict.reason is Refusal.WRONG_CREDENTIALS:  # a guess; a missing header is a browser's first ask
+                metrics.add_metric("AdminAuthRejected", "Count", 1)
+                logger.warning("admin sign-in refused: wrong credentials", extra={"path": event.path})
             return Response(401, content_types.TEXT_PLAIN, "Unauthorized", headers={"WWW-Authenticate": CHALLENGE})
-        ctx = RequestContext(admin=user, base_url=public_base_url(event, settings().public_base_url),
+        ctx = RequestContext(admin=verdict.user, base_url=public_base_url(event, settings().public_base_url),
                              settings=settings())
         app.append_context(request=ctx)  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
         if is_cross_site(event.http_method, event.headers.get("Sec-Fetch-Site"), event.headers.get("Origin"),
@@ -90,10 +143,17 @@ def resolver(settings: Callable[[], Settings], admin_password: Callable[[], str]
         status, title, hint = next(
             (ERROR_PAGES[cls] for cls in type(exc).__mro__ if cls in ERROR_PAGES), (500, "Error", "")
         )
-        detail = f"{hint} ({type(exc).__name__}: {exc})" if hint else str(exc)
         if isinstance(exc, OAuthDenied):
-            detail = f"Keap said: {exc.description or exc.error}. {hint}"
+            # Keap's words come from the callback's query string, which anyone can write: a fixed text by
+            # error code on the page, the raw values only in the log.
+            logger.warning("Keap answered the authorization with an error",
+                           extra={"error": exc.error[:100], "error_description": exc.description[:300]})
+            detail = f"{pages.OAUTH_ERRORS.get(exc.error, pages.OAUTH_ERROR_UNKNOWN)} {hint}"
+        else:
+            detail = f"{hint} ({type(exc).__name__}: {exc})" if hint else str(exc)
         logger.warning("admin request failed", extra={"error_type": type(exc).__name__, "status": status})
+        if wants_json(app.current_event):  # the CLI
+            return Response(status, content_types.APPLICATION_JSON, json.dumps({"error": title, "detail": detail}))
         ctx = app.context.get("request")
         base = ctx.base_url if isinstance(ctx, RequestContext) else public_base_url(app.current_event)
         return html(status, pages.error_page(title, detail, url_path(base)))
@@ -104,15 +164,52 @@ def resolver(settings: Callable[[], Settings], admin_password: Callable[[], str]
     return app
 
 
-def lambda_handler(app: APIGatewayRestResolver) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
-    """The function's entry point: structured logs with API Gateway's request id, metrics flushed, routed."""
+def lambda_handler(
+    app: APIGatewayRestResolver, settings: Callable[[], Settings]
+) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
+    """The function's entry point: structured logs with API Gateway's request id, metrics flushed, routed,
+    and the security headers set on whatever came out (a route, the gate, an error page, a 404)."""
+    from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
     @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-        return app.resolve(event, context)
+        result = app.resolve(event, context)
+        return with_security_headers(result, https=served_over_https(APIGatewayProxyEvent(event), settings))
 
     return handler
+
+
+def wants_json(event: APIGatewayProxyEvent) -> bool:
+    """A script (the CLI) asking for JSON rather than a browser asking for a page."""
+    accept = (event.headers.get("Accept") or "").lower()
+    return "application/json" in accept and "text/html" not in accept
+
+
+MAX_FORM_BYTES = 16_384
+
+
+def form_fields(event: APIGatewayProxyEvent) -> dict[str, str]:
+    """An ``application/x-www-form-urlencoded`` body's fields (the first value of each), within limits."""
+    if (event.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
+        raise TokenPairInvalid("the form was not sent as application/x-www-form-urlencoded")
+    raw = event.body or ""
+    if len(raw) > MAX_FORM_BYTES:
+        raise TokenPairInvalid(f"the form is larger than {MAX_FORM_BYTES} bytes")
+    try:
+        text = base64.b64decode(raw, validate=True).decode() if event.is_base64_encoded else raw
+        fields = parse_qs(text, keep_blank_values=True, max_num_fields=10)
+    except (binascii.Error, UnicodeDecodeError, ValueError):
+        raise TokenPairInvalid("the form could not be read") from None
+    return {k: v[0] for k, v in fields.items()}
+
+
+def served_over_https(event: APIGatewayProxyEvent, settings: Callable[[], Settings]) -> bool:
+    try:
+        configured = settings().public_base_url
+    except ConfigError:
+        configured = None
+    return public_base_url(event, configured).startswith("https://")
 
 
 def request(app: APIGatewayRestResolver) -> RequestContext:
@@ -120,23 +217,29 @@ def request(app: APIGatewayRestResolver) -> RequestContext:
     return ctx
 
 
-def redirect_to_status(app: APIGatewayRestResolver, message: str, clear_state_cookie: bool = False) -> Response[str]:
-    headers = {"Location": f"{request(app).base_path}/?message={quote(message)}"}
+def redirect_to_status(app: APIGatewayRestResolver, done: str, clear_state_cookie: bool = False) -> Response[str]:
+    """Back to the status page with a notice chosen by code (never by text from the request)."""
+    assert done in pages.DONE_MESSAGES, done
+    headers = {"Location": f"{request(app).base_path}/?done={done}"}
     if clear_state_cookie:
         headers["Set-Cookie"] = f"{STATE_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"
     return html(303, "", headers)
 
 
 # --- one adapter per route ----------------------------------------------------------------------------
-def status_json(app: APIGatewayRestResolver, store: TokenStore) -> dict[str, Any]:
+def status_json(app: APIGatewayRestResolver, sources: StatusSources) -> dict[str, Any]:
     ctx = request(app)
-    return status_view(store.load(), ctx.settings.auth_mode, ctx.callback_url)
+    return {**status_view(sources.store.load(), ctx.settings.auth_mode, ctx.callback_url), **at_a_glance(sources)}
 
 
-def status_page(app: APIGatewayRestResolver, store: TokenStore) -> Response[str]:
+def status_document(app: APIGatewayRestResolver, sources: StatusSources) -> Response[str]:
+    return Response(200, content_types.APPLICATION_JSON, json.dumps(status_json(app, sources)))
+
+
+def status_page(app: APIGatewayRestResolver, sources: StatusSources) -> Response[str]:
     ctx = request(app)
-    message = app.current_event.get_query_string_value("message")
-    return html(200, pages.status_page(status_json(app, store), ctx.base_path, message))
+    done = app.current_event.get_query_string_value("done")
+    return html(200, pages.status_page(status_json(app, sources), ctx.base_path, done))
 
 
 def connect(app: APIGatewayRestResolver, states: StateStore, client_id: Callable[[], str]) -> Response[str]:
@@ -148,13 +251,25 @@ def connect(app: APIGatewayRestResolver, states: StateStore, client_id: Callable
 
 def refresh_now(app: APIGatewayRestResolver, refresher: Refresher) -> Response[str]:
     result = refresher.ensure_fresh(force=True)
-    return redirect_to_status(app, "Token refreshed." if result.refreshed else "Token is fresh.")
+    return redirect_to_status(app, "refreshed" if result.refreshed else "fresh")
+
+
+def import_tokens(app: APIGatewayRestResolver, importer: TokenImporter) -> Response[str]:
+    """A token pair from Keap's developer portal, posted by the status page's form or the CLI."""
+    fields = form_fields(app.current_event)
+    conn = importer.import_pair(fields.get("access_token", ""), fields.get("refresh_token", ""))
+    if wants_json(app.current_event):
+        tenant = conn.token.tenant if conn.token else None
+        body = {"status": conn.status.value, "tenant": tenant, "version": conn.version}
+        return Response(200, content_types.APPLICATION_JSON, json.dumps(body))
+    return redirect_to_status(app, "imported")
 
 
 def callback(app: APIGatewayRestResolver, states: StateStore, store: TokenStore, oauth: OAuthClient,
-             resume_queue: Callable[[], None]) -> Response[str]:
+             resume_queue: Callable[[], None], timeline: TimelinePort) -> Response[str]:
     ctx, event = request(app), app.current_event
     params = {k: v for k, v in (event.query_string_parameters or {}).items() if v is not None}
     complete_connect(params, admin=ctx.admin, browser_state=cookie_value(event.headers.get("Cookie")), states=states,
-                     store=store, oauth=oauth, callback_url=ctx.callback_url, resume_queue=resume_queue)
-    return redirect_to_status(app, "Keap connected.", clear_state_cookie=True)
+                     store=store, oauth=oauth, callback_url=ctx.callback_url, resume_queue=resume_queue,
+                     timeline=timeline)
+    return redirect_to_status(app, "connected", clear_state_cookie=True)

@@ -3,9 +3,10 @@
     keaplink send signup --user-id u1 --email ada@example.com [--given-name Ada] [--family-name L]
     keaplink send press --user-id u1 [--email …]
     keaplink send tag --user-id u1 --tag vip
-    keaplink dlq list [--max 100]
-    keaplink dlq redrive (--all | MESSAGE_ID …)
+    keaplink dlq list [--max 100]              (control characters shown escaped)
+    keaplink dlq redrive (--all | MESSAGE_ID …) (--all: every message, however many)
     keaplink status
+    keaplink connect-tokens                      (reads an access and a refresh token from a prompt or stdin)
 
 Targets come from flags, else the environment (KEAPLINK_QUEUE_URL, KEAPLINK_DLQ_URL, AWS_ENDPOINT_URL),
 else ``.keaplink/local.json`` written by ``make demo`` (``$KEAPLINK_STATE_DIR/local.json``).
@@ -18,7 +19,7 @@ import json
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 from keaplink.config import ClientSettings, client_settings
 from keaplink.errors import InvalidMessage
@@ -79,31 +80,34 @@ def _send(args: argparse.Namespace, targets: Targets) -> int:
 
 def _dlq(args: argparse.Namespace, targets: Targets) -> int:
     from keaplink.actions.dead_letters import DeadLetterQueue
+    from keaplink.text import printable
 
     sqs = targets.sqs()
     dlq = DeadLetterQueue(lambda: sqs, targets.pick(args.dlq_url, targets.settings.dlq_url, "dlq_url",
                                                      "KEAPLINK_DLQ_URL"))
-    letters = dlq.peek(args.max)
     if args.action == "list":
+        letters = dlq.peek(args.max or 100)
         dlq.release(letters)
         if not letters:
             print("the DLQ is empty")
-        for letter in letters:
-            source = f"  (was {letter.source_message_id})" if letter.source_message_id else ""
-            print(f"{letter.message_id}{source}  receives={letter.receive_count}  reason: {letter.reason}")
-            print(f"    {letter.body[:200]}")
+        for letter in letters:  # bodies and reasons come from outside: control characters are shown escaped
+            source = f"  (was {printable(letter.source_message_id)})" if letter.source_message_id else ""
+            print(f"{printable(letter.message_id)}{source}  receives={letter.receive_count}  "
+                  f"reason: {printable(letter.reason, 500)}")
+            print(f"    {printable(letter.body, 200)}")
         return 0
     queue = targets.pick(args.queue_url, targets.settings.queue_url, "queue_url", "KEAPLINK_QUEUE_URL")
-    chosen = [x for x in letters if args.all or x.message_id in args.ids]
-    dlq.release([x for x in letters if x not in chosen])
-    missing = set(args.ids) - {x.message_id for x in chosen}
-    for letter in chosen:
-        dlq.redrive(letter, queue)
-        print(f"redriven {letter.message_id}")
-    if missing:
-        print(f"not found in the DLQ: {', '.join(sorted(missing))}", file=sys.stderr)
-    print(f"{len(chosen)} message(s) sent back to the main queue")
-    return 1 if missing else 0
+    if args.all:
+        moved = dlq.redrive_all(queue, on_progress=lambda n: print(f"  … {n} sent back so far", flush=True))
+        print(f"{moved} message(s) sent back to the main queue")
+        return 0
+    result = dlq.redrive_ids(args.ids, queue)
+    for message_id in result.redriven:
+        print(f"redriven {message_id}")
+    if result.missing:
+        print(f"not found in the DLQ: {', '.join(printable(x) for x in result.missing)}", file=sys.stderr)
+    print(f"{len(result.redriven)} message(s) sent back to the main queue")
+    return 1 if result.missing else 0
 
 
 def _status(args: argparse.Namespace, targets: Targets) -> int:
@@ -115,6 +119,55 @@ def _status(args: argparse.Namespace, targets: Targets) -> int:
     response = requests.get(url.rstrip("/") + "/status.json", auth=(user, password), timeout=15)
     print(json.dumps(response.json(), indent=2) if response.ok else f"HTTP {response.status_code}")
     return 0 if response.ok else 1
+
+
+def read_pair(stream: TextIO, interactive: bool) -> tuple[str, str]:
+    """An access and a refresh token: asked for without echo at a terminal, else read from ``stream`` as
+    a JSON object (``access_token``, ``refresh_token``) or as two lines, access token first. Never from the
+    command line, where they would land in the shell's history and in every process listing."""
+    if interactive:
+        from getpass import getpass
+
+        return getpass("Access token (not shown): ").strip(), getpass("Refresh token (not shown): ").strip()
+    text = stream.read(65536).strip()
+    if text.startswith("{"):
+        try:
+            data = json.loads(text)
+        except ValueError:
+            raise SystemExit("error: stdin is not valid JSON") from None
+        if isinstance(data, dict):
+            return str(data.get("access_token", "")).strip(), str(data.get("refresh_token", "")).strip()
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    if len(lines) != 2:
+        raise SystemExit("error: give the access token and the refresh token on two lines (or as JSON) on stdin")
+    return lines[0], lines[1]
+
+
+def _connect_tokens(args: argparse.Namespace, targets: Targets) -> int:
+    import requests
+
+    from keaplink.text import printable
+
+    access, refresh = read_pair(sys.stdin, sys.stdin.isatty())
+    url = targets.pick(args.admin_url, targets.settings.admin_url, "admin_url", "KEAPLINK_ADMIN_URL")
+    user = str(targets.local.get("admin_user", "admin"))
+    password = targets.settings.admin_password or str(targets.local.get("admin_password", ""))
+    response = requests.post(url.rstrip("/") + "/tokens", data={"access_token": access, "refresh_token": refresh},
+                             auth=(user, password), headers={"Accept": "application/json"}, timeout=60,
+                             allow_redirects=False)
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    body = body if isinstance(body, dict) else {}
+    if response.status_code == 200:
+        print(f"connected: Keap app {printable(str(body.get('tenant') or 'unknown'))} (token version "
+              f"{body.get('version')}). keaplink refreshed the pair once and keeps it fresh from now on; the pair "
+              "you gave no longer works.")
+        return 0
+    error, detail = body.get("error", f"HTTP {response.status_code}"), body.get("detail", "")
+    print(f"error: {printable(str(error))}. {printable(str(detail), 1000)}".rstrip(), file=sys.stderr)
+    return 1
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -132,11 +185,14 @@ def main(argv: list[str] | None = None) -> int:
     dlq.add_argument("action", choices=["list", "redrive"])
     dlq.add_argument("ids", nargs="*", help="message ids to redrive")
     dlq.add_argument("--all", action="store_true", help="redrive every message")
-    dlq.add_argument("--max", type=int, default=100)
+    dlq.add_argument("--max", type=int, default=None, help="list at most this many (default 100)")
     dlq.add_argument("--dlq-url")
     dlq.add_argument("--queue-url")
     status = sub.add_parser("status", help="the connection's status (status.json)")
     status.add_argument("--admin-url")
+    tokens = sub.add_parser("connect-tokens", help="start from an access/refresh token pair made in Keap's "
+                            "developer portal (read from a prompt or stdin, never from the command line)")
+    tokens.add_argument("--admin-url")
     args = parser.parse_args(argv)
     if args.command == "send" and args.kind == "tag" and not args.tag:
         parser.error("send tag needs --tag")
@@ -144,7 +200,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("send signup needs --email")
     if args.command == "dlq" and args.action == "redrive" and not (args.all or args.ids):
         parser.error("dlq redrive needs --all or message ids")
-    handlers = {"send": _send, "dlq": _dlq, "status": _status}
+    handlers = {"send": _send, "dlq": _dlq, "status": _status, "connect-tokens": _connect_tokens}
     return handlers[args.command](args, Targets.load())
 
 

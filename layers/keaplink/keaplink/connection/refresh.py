@@ -29,7 +29,7 @@ from keaplink.errors import (
     RefreshTokenDoubtful,
     TokenConflict,
 )
-from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
+from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, NullTimeline, TimelinePort, logger
 
 if TYPE_CHECKING:
     from keaplink.connection.oauth import OAuthClient
@@ -90,6 +90,7 @@ class Refresher:
     metrics: MetricsPort = field(default_factory=NullMetrics)
     checkpoint: Checkpoint = lambda step: None
     timings: RefreshTimings = field(default_factory=RefreshTimings)
+    timeline: TimelinePort = field(default_factory=NullTimeline)  # what the status page lists
 
     def ensure_fresh(self, force: bool = False, seen_version: int | None = None) -> RefreshResult:
         """Return a connection with a usable token, refreshing it if due (or if ``force``).
@@ -143,6 +144,7 @@ class Refresher:
         saved = self._save(token, latest)
         self.checkpoint("saved")
         self.metrics.add_metric("RefreshSucceeded", MetricUnit.Count, 1)
+        self.timeline.record("refreshed", f"{reason.value}; token version {saved.version}")
         logger.info(
             "token refreshed",
             extra={"reason": reason.value, "version": saved.version, "expires_at": token.expires_at},
@@ -211,9 +213,11 @@ class Refresher:
         self.metrics.add_metric("ConnectionDead", MetricUnit.Count, 1)
         try:
             self.store.mark_needs_reauth(reason, latest.version, self.clock())
+            self.timeline.record("needs_reauth", reason)
         except TokenConflict:
             pass  # a reconnect won the race: leave its fresh token alone
 
     def _failed(self, reason: str) -> None:
         self.metrics.add_metric("RefreshFailed", MetricUnit.Count, 1)
+        self.timeline.record("refresh_failed", reason)
         self.store.record_failure(reason, self.clock())

@@ -11,7 +11,9 @@ from pynamodb.models import Model
 
 
 class ConnectionItem(Model):
-    """``pk = CONN#<id>``: one connection. ``pk = STATE#<nonce>``: a pending OAuth state (TTL)."""
+    """``pk = CONN#<id>``: one connection. ``pk = STATE#<nonce>``: a pending OAuth state (TTL).
+    ``pk = AUTHFAIL#<source hash>``: failed admin sign-ins of one source (TTL). ``pk = TIMELINE#<id>``: the
+    connection's recent events."""
 
     class Meta:
         table_name = "unbound"
@@ -39,4 +41,9 @@ class ConnectionItem(Model):
     admin = UnicodeAttribute(null=True)
     state_expires_at = NumberAttribute(null=True)
     ttl = NumberAttribute(null=True)
+    # failed sign-ins (with ttl)
+    failures = NumberAttribute(null=True)
+    window_until = NumberAttribute(null=True)
+    # timeline (with version): a JSON list of the newest events
+    events = UnicodeAttribute(null=True)
 

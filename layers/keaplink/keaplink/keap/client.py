@@ -168,3 +168,11 @@ class KeapClient:
                           json={"contact_ids": list(dict.fromkeys(contact_ids))})
         results = body.get("results") if isinstance(body, dict) else None
         return {str(k): str(v) for k, v in results.items()} if isinstance(results, dict) else {}
+
+    def credential_tenant(self) -> str | None:
+        """The Keap app (tenant) the session's credential belongs to, from ``x-keap-tenant-id``, which Keap sends
+        on every answer; None when it is absent. The call is ``GET /v2/oauth/connect/userinfo`` (getUserInfo in
+        Keap's v2 spec): one small object about the credential's user, no listing — the cheapest documented
+        call that proves a credential. A refused one raises :class:`~keaplink.errors.KeapAuthError`."""
+        response = self.session.request("GET", "/v2/oauth/connect/userinfo", "user info")
+        return response.headers.get("x-keap-tenant-id") or None

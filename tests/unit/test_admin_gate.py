@@ -1,0 +1,105 @@
+"""The sign-in gate's order of checks and the lockout decision, with in-memory fakes (no I/O)."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from keaplink.admin.gate import Admitted, Gate, LockedOut, Refusal, Refused
+from keaplink.admin.lockout import Attempts, locked_for
+from keaplink.errors import ConfigError
+from keaplink.root import Expiring
+
+PASSWORD = "fifteen-chars-ok"
+NOW = 1_000_000.0
+
+
+def basic(user: str, password: str) -> str:
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+class FakeFailures:
+    def __init__(self, attempts: Attempts | None = None) -> None:
+        self.attempts = attempts
+        self.loads = 0
+        self.added: list[str] = []
+
+    def load(self, source_ip: str) -> Attempts | None:
+        self.loads += 1
+        return self.attempts
+
+    def add(self, source_ip: str, now: float) -> Attempts:
+        self.added.append(source_ip)
+        return Attempts(1, now + 900)
+
+
+class CountingPassword:
+    def __init__(self, value: str = PASSWORD) -> None:
+        self.value, self.reads = value, 0
+
+    def __call__(self) -> str:
+        self.reads += 1
+        return self.value
+
+
+def gate(failures: FakeFailures, password: CountingPassword) -> Gate:
+    return Gate(password=password, failures=lambda: failures, clock=lambda: NOW)  # type: ignore[arg-type,return-value]
+
+
+def test_no_credentials_touch_nothing() -> None:
+    failures, password = FakeFailures(), CountingPassword()
+    for header in (None, "", "Bearer x", "Basic ???", basic("admin", "y" * 2000)):
+        assert gate(failures, password).check(header, "1.2.3.4") == Refused(Refusal.NO_CREDENTIALS)
+    assert (failures.loads, password.reads, failures.added) == (0, 0, [])
+
+
+def test_a_locked_source_is_refused_without_the_password_even_when_right() -> None:
+    failures, password = FakeFailures(Attempts(10, NOW + 120.5)), CountingPassword()
+    assert gate(failures, password).check(basic("admin", PASSWORD), "1.2.3.4") == LockedOut(121)
+    assert password.reads == 0 and failures.added == []
+
+
+def test_wrong_and_right_credentials() -> None:
+    failures, password = FakeFailures(Attempts(9, NOW + 60)), CountingPassword()
+    assert gate(failures, password).check(basic("admin", "nope"), "1.2.3.4") == Refused(Refusal.WRONG_CREDENTIALS)
+    assert gate(failures, password).check(basic("root", PASSWORD), "1.2.3.4") == Refused(Refusal.WRONG_CREDENTIALS)
+    assert failures.added == ["1.2.3.4", "1.2.3.4"]
+    assert gate(failures, password).check(basic("admin", PASSWORD), "1.2.3.4") == Admitted("admin")
+
+
+def test_a_short_password_fails_closed() -> None:
+    with pytest.raises(ConfigError, match="shorter than 15 characters"):
+        gate(FakeFailures(), CountingPassword("short")).check(basic("admin", "short"), "1.2.3.4")
+
+
+@pytest.mark.parametrize(("attempts", "locked"), [
+    (None, 0),
+    (Attempts(9, NOW + 500), 0),
+    (Attempts(10, NOW + 500), 500),
+    (Attempts(25, NOW + 0.2), 1),
+    (Attempts(10, NOW), 0),  # the window is over
+    (Attempts(10, NOW - 1), 0),
+])
+def test_locked_for(attempts: Attempts | None, locked: int) -> None:
+    assert locked_for(attempts, NOW) == locked
+
+
+def test_expiring_reloads_after_its_ttl() -> None:
+    now = [0.0]
+    loads = iter(["first", "second"])
+    value = Expiring(lambda: next(loads), ttl_s=300, clock=lambda: now[0])
+    assert value() == "first"
+    now[0] = 299.9
+    assert value() == "first"
+    now[0] = 300.0
+    assert value() == "second"
+
+
+def test_an_ipv6_source_counts_by_its_64() -> None:
+    from keaplink.admin.lockout import source_key
+
+    assert source_key("2001:db8:1:2::1") == source_key("2001:db8:1:2:ffff:ffff:ffff:ffff")
+    assert source_key("2001:db8:1:2::1") != source_key("2001:db8:1:3::1")
+    assert source_key("203.0.113.1") != source_key("203.0.113.2")
+    assert source_key("unknown") == source_key("unknown")

@@ -30,7 +30,8 @@ Design choices where Keap's documentation is silent or unconfirmed (see /work/sh
 * Pagination: ``page_size`` (default and maximum 1000) and ``page_token`` (an opaque offset).
 * Injected 502/503/504 faults answer in the gateway's ``{"fault": ...}`` shape, 429 in the quota
   violation shape, 401 on REST in the invalid-token shape, other statuses on ``/token`` in the OAuth
-  shape and on REST in the v2 shape. A fault's ``body`` overrides all of that.
+  shape and on REST in the v2 shape. A fault's ``body`` overrides all of that, and its ``headers`` are
+  added to the answer (e.g. a long ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -291,6 +292,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         if status == 429 and self.state.config.send_retry_after:
             headers["Retry-After"] = "1"
+        headers.update(fault.headers)  # a fault's own headers win (e.g. Retry-After: 21600)
         if fault.body is not None:
             return json_response(status, fault.body, headers)
         body: Any

@@ -15,12 +15,12 @@ app = web.resolver(root.settings, root.admin_password)  # every route: Basic aut
 
 @app.get("/")
 def status_page() -> Response[str]:
-    return web.status_page(app, root.token_store())
+    return web.status_page(app, root.token_store(), root.queue_status)
 
 
 @app.get("/status.json")
 def status_json() -> dict[str, Any]:
-    return web.status_json(app, root.token_store())
+    return web.status_json(app, root.token_store(), root.queue_status)
 
 
 @app.get("/connect")

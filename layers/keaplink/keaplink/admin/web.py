@@ -26,8 +26,10 @@ from keaplink.errors import (
     NotConnected,
     OAuthDenied,
     OAuthStateInvalid,
+    OutOfTime,
     TokenConflict,
 )
+from keaplink.keap.deadline import Deadline
 from keaplink.observability import logger, metrics
 
 if TYPE_CHECKING:  # typing only: a function imports the parts of the connection it uses, when it uses them
@@ -52,6 +54,7 @@ ERROR_PAGES: dict[type[Exception], tuple[int, str, str]] = {
     NotConnected: (409, "Keap is not connected", "Connect Keap first."),
     NeedsReauth: (409, "Keap needs to be reconnected", "The refresh token is no longer valid: reconnect."),
     LeaseBusy: (503, "A refresh is already running", "Try again in a minute."),
+    OutOfTime: (503, "Keap is slow right now", "Nothing was changed. Try again in a minute."),
     TokenConflict: (409, "The connection changed meanwhile", "Reload the status page."),
     KeapError: (502, "Keap could not be reached", "Nothing was changed. Try again in a few minutes."),
     ConfigError: (500, "keaplink is misconfigured", "See the function's logs."),
@@ -128,15 +131,17 @@ def redirect_to_status(app: APIGatewayRestResolver, message: str, clear_state_co
 
 
 # --- one adapter per route ----------------------------------------------------------------------------
-def status_json(app: APIGatewayRestResolver, store: TokenStore) -> dict[str, Any]:
+def status_json(app: APIGatewayRestResolver, store: TokenStore,
+                queue: Callable[[], Mapping[str, Any]] | None = None) -> dict[str, Any]:
     ctx = request(app)
-    return status_view(store.load(), ctx.settings.auth_mode, ctx.callback_url)
+    return status_view(store.load(), ctx.settings.auth_mode, ctx.callback_url, queue() if queue else None)
 
 
-def status_page(app: APIGatewayRestResolver, store: TokenStore) -> Response[str]:
+def status_page(app: APIGatewayRestResolver, store: TokenStore,
+                queue: Callable[[], Mapping[str, Any]] | None = None) -> Response[str]:
     ctx = request(app)
     message = app.current_event.get_query_string_value("message")
-    return html(200, pages.status_page(status_json(app, store), ctx.base_path, message))
+    return html(200, pages.status_page(status_json(app, store, queue), ctx.base_path, message))
 
 
 def connect(app: APIGatewayRestResolver, states: StateStore, client_id: Callable[[], str]) -> Response[str]:
@@ -147,7 +152,7 @@ def connect(app: APIGatewayRestResolver, states: StateStore, client_id: Callable
 
 
 def refresh_now(app: APIGatewayRestResolver, refresher: Refresher) -> Response[str]:
-    result = refresher.ensure_fresh(force=True)
+    result = refresher.ensure_fresh(force=True, deadline=Deadline.from_context(app.lambda_context))
     return redirect_to_status(app, "Token refreshed." if result.refreshed else "Token is fresh.")
 
 

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
 DAY_S = 86400.0
 
-# Never spent by the actions: 1 % of the window's limit, at least 20 calls.
+# Never spent by the actions: 1 % of the window's limit, at least 20 calls — more than the calls already in flight
+# when a reading arrives (2 containers x 8 concurrent records), so that keaplink's own traffic stops before Keap's
+# wall, and a probe still gets through.
 RESERVE_SHARE = 0.01
 MIN_RESERVE = 20
 # The steady pace per container, kept available until the reset: the slowest at which a batch of 10 still fits one

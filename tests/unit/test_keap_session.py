@@ -19,7 +19,7 @@ from keaplink.errors import (
 from keaplink.keap.deadline import Deadline
 from keaplink.keap.quota import QuotaGauge
 from keaplink.keap.rate_limit import RateLimiter
-from keaplink.keap.session import KeapSession, Pacing
+from keaplink.keap.session import FailureStreak, KeapSession, Pacing
 from tests.unit.fakes import RecordingMetrics
 from tests.unit.keap_fakes import CountingAuth, ScriptedTransport, answer
 
@@ -145,6 +145,23 @@ def test_calls_failing_in_a_row_stop_the_session_and_later_calls_never_reach_kea
     with pytest.raises(KeapDown):
         s.request("POST", "/v2/contacts", "upsert contact")
     assert len(transport.seen) == 10 and s.blocked is not None
+
+
+def test_an_outage_met_one_record_per_batch_is_still_an_outage() -> None:
+    """Quiet traffic: each batch makes one call. The container's streak spans the batches."""
+    streak = FailureStreak()
+    raised = []
+    for _ in range(5):
+        s = session(ScriptedTransport(answer(503), answer(503)), streak=streak)
+        with pytest.raises(KeapUnavailable) as error:
+            s.request("POST", "/v2/contacts", "upsert contact")
+        raised.append(type(error.value))
+    assert raised == [KeapUnavailable] * 4 + [KeapDown]
+    clock = [0.0]
+    quiet = FailureStreak(forget_after_s=600, clock=lambda: clock[0])
+    assert [quiet.failed() for _ in range(3)] == [1, 2, 3]
+    clock[0] = 601.0  # ten quiet minutes: the old failures say nothing about Keap now
+    assert quiet.failed() == 1
 
 
 def test_a_success_in_between_means_keap_is_serving() -> None:

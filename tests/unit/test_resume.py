@@ -86,6 +86,17 @@ def test_a_probe_that_meets_a_spent_quota_waits_for_its_reset() -> None:
     assert state is not None and state.reason is HoldReason.QUOTA_SPENT and state.until == NOW + 5000
 
 
+def test_a_probe_answered_with_a_quota_at_the_reserve_does_not_resume() -> None:
+    """Keap serves the probe, but its headers say the quota is down to keaplink's reserve: resuming would only
+    make the next batch hold again."""
+    low = {"x-keap-product-quota-available": "3", "x-keap-product-quota-limit": "150000",
+           "x-keap-product-quota-expiry-time": str(int((NOW + 5000) * 1000))}
+    world = World(hold(HoldReason.QUOTA_SPENT, NOW - 1), answer(200, {"tags": []}, headers=low))
+    assert world.check()["outcome"] == "held"
+    state = world.store.state
+    assert state is not None and state.until == NOW + 5000 and not world.mapping.enabled
+
+
 def test_a_hold_renewed_during_the_probe_stands() -> None:
     world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW - 1), answer(200, {"tags": []}))
     original = world.store.clear

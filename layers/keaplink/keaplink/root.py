@@ -37,7 +37,7 @@ if TYPE_CHECKING:
     from keaplink.keap.deadline import Deadline
     from keaplink.keap.quota import QuotaGauge
     from keaplink.keap.rate_limit import RateLimiter
-    from keaplink.keap.session import AuthSource, KeapSession
+    from keaplink.keap.session import AuthSource, FailureStreak, KeapSession
 
 Clock = Callable[[], float]
 
@@ -200,6 +200,14 @@ def quota_gauge() -> QuotaGauge:
 
 
 @lru_cache(maxsize=1)
+def failure_streak() -> FailureStreak:
+    """Per container: Keap calls failing in a row across batches (one record per batch still sees an outage)."""
+    from keaplink.keap.session import FailureStreak
+
+    return FailureStreak()
+
+
+@lru_cache(maxsize=1)
 def quota_log() -> QuotaLog:
     from keaplink.actions.hold_store import QuotaLog
 
@@ -229,14 +237,15 @@ def tag_ids() -> TagIds:
 
 
 def keap_session(metrics: MetricsPort | None = None, through: Refresher | None = None,
-                 deadline: Deadline | None = None, clock: Clock = time.time) -> KeapSession:
+                 deadline: Deadline | None = None, clock: Clock = time.time, probe: bool = False) -> KeapSession:
     """A session with a fresh credential read (the one token read of an SQS batch), within ``deadline``, paced
-    by Keap's daily quota (``clock``: epoch seconds, for the quota's reset)."""
-    from keaplink.keap.session import KeapSession, Pacing
+    by Keap's daily quota (``clock``: epoch seconds, for the quota's reset). A ``probe`` is one attempt."""
+    from keaplink.keap.session import KeapSession, Pacing, Retries
 
     return KeapSession(settings().keap_api_url, keap_auth(metrics, through), settings().http_timeout_s,
                        limiter=rate_limiter(), metrics=metrics, deadline=deadline,
-                       pacing=Pacing(quota_gauge(), settings().actions_containers, clock))
+                       retries=Retries(transient_attempts=1, rate_limited_attempts=1) if probe else None,
+                       pacing=Pacing(quota_gauge(), settings().actions_containers, clock), streak=failure_streak())
 
 
 def actions(metrics: MetricsPort, through: Refresher | None = None, clock: Clock = time.time) -> ActionsDeps:
@@ -270,7 +279,7 @@ def hold_check(metrics: MetricsPort, through: Refresher | None = None, clock: Cl
     via = through or (refresher(metrics, clock) if not settings().is_api_key_mode else None)
     return CheckDeps(
         holding=holding(metrics),
-        open_session=lambda deadline: keap_session(metrics, via, deadline, clock),
+        open_session=lambda deadline: keap_session(metrics, via, deadline, clock, probe=True),
         queue=actions_queue(),
         metrics=metrics,
         record_quota=quota_log().record,
@@ -284,5 +293,5 @@ def reset() -> None:
     with _clients_lock:
         _clients.clear()
     for cached in (connection_table, data_table, client_credentials, admin_password, rate_limiter, tag_ids,
-                   hold_table, actions_queue, quota_gauge, quota_log):
+                   hold_table, actions_queue, quota_gauge, quota_log, failure_streak):
         cached.cache_clear()

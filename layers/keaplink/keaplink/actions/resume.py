@@ -65,6 +65,8 @@ def check(deps: CheckDeps, context: Any = None) -> dict[str, Any]:
         session = deps.open_session(Deadline.from_context(context, sleep=deps.sleep))
         method, path, params = PROBE
         session.request(method, path, "probe", params=params)
+        if session.blocked is not None:
+            raise session.blocked  # Keap answered, and its answer says stop (e.g. the quota is at the reserve)
     except Exception as exc:  # noqa: BLE001 - any failure of the one probe call: Keap still cannot serve
         hold = after_failed_probe(state.as_hold(), exc, state.probes, now)
         deps.holding.store.after_probe(state, hold, f"{type(exc).__name__}: {exc}", now)

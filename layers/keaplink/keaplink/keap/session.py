@@ -68,8 +68,34 @@ class Retries:
     rate_limited_attempts: int = 3
     max_inline_wait_s: float = 5.0  # a longer Retry-After returns the record: its visibility timeout waits
     hold_after_retry_after_s: float = 30.0  # a Retry-After this long stops the session: hold, do not retry
-    trip_after_failed_calls: int = 5  # this many calls in a row failed after their retries: Keap is down
+    trip_after_failed_calls: int = 5  # this many calls in a row (in the container) failed after their retries
     min_call_s: float = 1.0  # a call is started only with this much of the invocation left
+
+
+class FailureStreak:
+    """Keap calls that failed in a row after their retries, in this container, across batches (a quiet batch of
+    one record sees one call: an outage is a streak over several batches). Any success ends it, and so does a
+    quiet ``forget_after_s``."""
+
+    def __init__(self, forget_after_s: float = 600.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._lock = threading.Lock()
+        self._count = 0
+        self._last = -math.inf
+        self._forget_after_s = forget_after_s
+        self._clock = clock
+
+    def failed(self) -> int:
+        with self._lock:
+            now = self._clock()
+            if now - self._last > self._forget_after_s:
+                self._count = 0
+            self._count += 1
+            self._last = now
+            return self._count
+
+    def succeeded(self) -> None:
+        with self._lock:
+            self._count = 0
 
 
 @dataclass(frozen=True)
@@ -94,6 +120,7 @@ class KeapSession:
         transport: Callable[..., requests.Response] = send,
         deadline: Deadline | None = None,
         pacing: Pacing | None = None,
+        streak: FailureStreak | None = None,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self.timeout = timeout
@@ -106,7 +133,7 @@ class KeapSession:
         self._transport = transport  # keap.http.send; unit tests answer in memory
         self._lock = threading.Lock()
         self._blocked: KeapError | None = None  # Keap cannot serve: every later call raises this at once
-        self._failed_in_a_row = 0
+        self._streak = streak or FailureStreak()  # the container's, from the root; a session's own in unit tests
         self.calls = 0  # requests sent, for the batch's log line and the benchmark
         self.quota: Quota | None = None  # the latest daily-quota reading this session saw
         if pacing is not None:
@@ -156,8 +183,7 @@ class KeapSession:
                     raise
                 self._deadline.wait(random.uniform(0.2, 0.6) * transient, what)
                 continue
-            with self._lock:
-                self._failed_in_a_row = 0
+            self._streak.succeeded()
             return response
 
     def _send(self, method: str, path: str, what: str, credential: Credential, **kwargs: Any) -> requests.Response:
@@ -195,17 +221,15 @@ class KeapSession:
 
     def _call_failed(self, error: KeapError) -> None:
         """A call failed after its retries; enough of them in a row and Keap is down, not just slow."""
-        with self._lock:
-            self._failed_in_a_row += 1
-            tripped = self._failed_in_a_row >= self._retries.trip_after_failed_calls
-        if not tripped:
+        in_a_row = self._streak.failed()
+        if in_a_row < self._retries.trip_after_failed_calls:
             return
         stop: KeapError
         if isinstance(error, KeapRateLimited):
-            stop = KeapThrottledPersistently(f"Keap answered 429 to {self._failed_in_a_row} calls in a row: {error}",
+            stop = KeapThrottledPersistently(f"Keap answered 429 to {in_a_row} calls in a row: {error}",
                                              error.retry_after)
         else:
-            stop = KeapDown(f"{self._failed_in_a_row} Keap calls in a row failed: {error}", error.status)
+            stop = KeapDown(f"{in_a_row} Keap calls in a row failed: {error}", error.status)
         self._block(stop)
         raise stop from error
 

@@ -33,7 +33,6 @@ from keaplink.actions.queue import requeues
 from keaplink.errors import InvalidMessage, KeapRequestRejected, NotReady, OutOfTime
 from keaplink.keap.client import KeapClient
 from keaplink.keap.deadline import Deadline
-from keaplink.keap.session import KeapSession
 from keaplink.observability import MetricsPort, MetricUnit, logger
 
 if TYPE_CHECKING:
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from keaplink.actions.queue import ActionsQueue
     from keaplink.actions.service import ActionService
     from keaplink.keap.quota import Quota
+    from keaplink.keap.session import KeapSession
 
 LAST_CHANCE_MARGIN = 1  # ApproximateReceiveCount is approximate: act one receive early
 MAX_REQUEUES = 24  # a press still without its signup after this many re-sends (a day or more) is dead-lettered
@@ -107,7 +107,7 @@ def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None)
     records: list[dict[str, Any]] = list(event.get("Records", []))
     readings = [read(r) for r in records]
     opened = _open_session(records, readings, deps, Deadline.from_context(context, sleep=deps.sleep))
-    if not isinstance(opened, KeapSession):
+    if isinstance(opened, dict):
         return opened  # held: the batch's answer
     session = opened
     keap = KeapClient(session)

@@ -26,6 +26,13 @@ an admin would, and the cause is classified afterwards from the sandbox's reques
 * anything else (a race between two refreshers, a stale token used after its successor was saved, a rotated token
   that was not saved for another reason, a dead answer nobody explains) is a bug in keaplink.
 
+Every caller runs within its function's time, as Lambda does: it has a simulated deadline (the refresh function
+110-120 s left, an action that met a 401 somewhere between 1 and 27 s, "refresh now" 20-27 s), Keap's answers take
+simulated time (0.3 s; a slow success 5-10 s; a timeout fault the HTTP timeout, 10 s), and a caller whose time is up
+is killed at the next step of the refresh path, wherever it is. A refresh token rotated and then lost to such a kill
+(``timeout_before_save``) is a bug: keaplink starts a token call only when its deadline leaves time for the answer
+and the save. ``--no-deadlines`` runs the callers without one, as keaplink did before: that shows the instrument.
+
 ``--stall-rate`` (off by default) adds stalls: a caller that has Keap's new token pauses past the lease TTL before
 saving it (slow DynamoDB/KMS with retries; the refresh function's timeout is 120 s, the lease 60 s) while an action
 forces a refresh meanwhile.
@@ -33,7 +40,10 @@ forces a refresh meanwhile.
 CLI (from the repository root)::
 
     PYTHONPATH=layers/keaplink:sandbox:devtools:. .venv/bin/python -m keaplink_dev.soak --days 90 --seed 1 \\
-        [--concurrency 10] [--stall-rate 0.1] [--json out.json]
+        [--concurrency 10] [--stall-rate 0.1] [--no-deadlines] [--message-days 3] [--json out.json]
+
+Then the message soak (:mod:`keaplink_dev.soak_messages`): days of the actions function with messages flowing
+through Keap outages, a spent daily quota, throttling and poison messages.
 
 It starts its own moto server and sandbox. Exit status 1 when a bug-class event was seen.
 """
@@ -74,8 +84,10 @@ from keaplink.errors import (
     LeaseBusy,
     NeedsReauth,
     NotConnected,
+    OutOfTime,
     RefreshTokenDead,
 )
+from keaplink.keap.deadline import DEFAULT_RESERVE_S, Deadline
 from keaplink.observability import NullMetrics, logger
 
 HOUR = 3600.0
@@ -133,6 +145,16 @@ class SoakConfig:
     real_sleep_scale: float = 0.05  # real seconds per simulated second slept, capped by real_sleep_cap_s
     real_sleep_cap_s: float = 0.05
     connection_id: str = "default"
+    # Function timeouts: the simulated seconds each caller has left when its refresh starts (uniform in a range),
+    # and how long Keap's token endpoint takes to answer. A caller is killed when its time is up.
+    deadlines: bool = True  # False: callers pass keaplink no deadline (the instrument's own check)
+    budget_s: dict[str, tuple[float, float]] = field(default_factory=lambda: {
+        "scheduler": (110.0, 120.0), "action_401": (1.0, 27.0), "refresh_now": (20.0, 27.0)})
+    keap_call_s: float = 10.0  # KEAP_HTTP_TIMEOUT in simulated seconds: what a timeout fault costs
+    answer_s: float = 0.3
+    slow_rate: float = 0.05  # share of successful refreshes whose answer takes slow_s
+    slow_s: tuple[float, float] = (5.0, 10.0)
+    save_s: float = 5.0
 
     def timings(self) -> RefreshTimings:
         return RefreshTimings(
@@ -141,6 +163,8 @@ class SoakConfig:
             keap_attempts=self.keap_attempts,
             backoff_base_s=self.backoff_base_s,
             save_attempts=self.save_attempts,
+            keap_call_s=self.keap_call_s,
+            save_s=self.save_s,
         )
 
 
@@ -162,6 +186,10 @@ class SoakReport:
     crashes_by_step: dict[str, int] = field(default_factory=dict)
     crashes_by_role: dict[str, int] = field(default_factory=dict)
     stalls_injected: int = 0
+    slow_answers: int = 0  # successful refreshes whose answer took 5-10 simulated seconds
+    killed_at_timeout: dict[str, int] = field(default_factory=dict)  # by step: callers whose time ran out
+    tokens_lost_to_timeout: int = 0  # rotated at Keap, then the caller was killed before saving
+    refreshes_not_started_for_time: int = 0  # OutOfTime: no Keap call without time to save its answer
     invalid_grant_answers: int = 0
     invalid_grant_by_cause: dict[str, int] = field(default_factory=dict)
     burned_by_races: int = 0
@@ -265,6 +293,8 @@ class Invocation:
     role: str
     last_new_fp: str | None = None
     ended: float | None = None  # shared time when the caller finished (or crashed)
+    deadline_at: float = math.inf  # the caller's simulated time when its function times out
+    stalled: bool = False  # the stall injection outlives any function's timeout on purpose: not killed
 
 
 class Tracker:
@@ -279,17 +309,21 @@ class Tracker:
         self._local = threading.local()
         self.saved_fps: set[str] = set()
         self.lost_fps: set[str] = set()
+        self.timeout_lost_fps: set[str] = set()  # rotated, then the caller was killed at its timeout
         self.crashes: list[tuple[str, str, float]] = []  # (step, role, shared time)
+        self.timeouts: list[tuple[str, str]] = []  # (step, role): callers killed when their time was up
+        self.slow_answers = 0
         self.dead_calls_since_auth: list[int] = []
         self.invocations: dict[int, Invocation] = {}
 
-    def begin(self, role: str) -> Invocation:
+    def begin(self, role: str, budget_s: float = math.inf) -> Invocation:
         with self.lock:
             self._next_invocation += 1
             inv = Invocation(self._next_invocation, role)
             self.invocations[inv.invocation] = inv
         self._local.inv = inv
         self.clock.begin_invocation()
+        inv.deadline_at = self.clock.now() + budget_s
         return inv
 
     def current(self) -> Invocation:
@@ -320,23 +354,35 @@ class Tracker:
 
 
 class TracingOAuthClient(OAuthClient):
-    """keaplink's own OAuth client; records each refresh (the URL carries ``?soak_call=N`` for the log)."""
+    """keaplink's own OAuth client; records each refresh (the URL carries ``?soak_call=N`` for the log) and charges
+    the caller the simulated time Keap's answer takes (a timeout fault: the HTTP timeout; sometimes a slow success)."""
 
-    def __init__(self, tracker: Tracker, token_url: str, credentials: Any, timeout: float) -> None:
+    def __init__(self, tracker: Tracker, token_url: str, credentials: Any, timeout: float,
+                 cfg: SoakConfig | None = None) -> None:
         super().__init__(token_url, lambda: credentials, timeout)
         self._tracker = tracker
+        self._cfg = cfg or SoakConfig()
 
     def refresh(self, refresh_token: str, now: float) -> Token:
         call_id = self._tracker.next_call_id()
         sep = "&" if "?" in self.token_url else "?"
         traced = OAuthClient(f"{self.token_url}{sep}soak_call={call_id}", self._credentials, self.timeout)
         call = self._tracker.start_call(call_id, refresh_token)
+        rng = random.Random(self._cfg.seed * 1_000_003 + call_id)
         try:
             token = traced.refresh(refresh_token, now)
         except Exception as exc:
             label = next((CALL_OUTCOMES[c] for c in type(exc).__mro__ if c in CALL_OUTCOMES), type(exc).__name__)
+            timed_out = isinstance(exc, KeapUnavailable) and exc.status == 0
+            self._tracker.clock.sleep(self._cfg.keap_call_s if timed_out else self._cfg.answer_s)
             self._tracker.finish_call(call, label)
             raise
+        if rng.random() < self._cfg.slow_rate:
+            with self._tracker.lock:
+                self._tracker.slow_answers += 1
+            self._tracker.clock.sleep(rng.uniform(*self._cfg.slow_s))
+        else:
+            self._tracker.clock.sleep(self._cfg.answer_s)
         self._tracker.finish_call(call, "rotated", token.refresh_token)
         return token
 
@@ -370,6 +416,13 @@ class CrashPlan:
         if step == "saved" and inv.last_new_fp is not None:
             with self._tracker.lock:
                 self._tracker.saved_fps.add(inv.last_new_fp)
+        if not inv.stalled and self._tracker.clock.now() > inv.deadline_at:
+            # The function's time is up: Lambda stops it here, whatever it was doing.
+            with self._tracker.lock:
+                self._tracker.timeouts.append((step, inv.role))
+                if step == "keap_refreshed" and inv.last_new_fp is not None:
+                    self._tracker.timeout_lost_fps.add(inv.last_new_fp)
+            raise SimulatedCrash(f"timeout at {step}")
         with self._lock:
             crash = self._armed[step] > 0 or self._rng.random() < self._rates.get(step, 0.0)
             if crash and self._armed[step] > 0:
@@ -379,6 +432,7 @@ class CrashPlan:
             if stall:
                 self.stalls += 1
         if stall and self._on_stall is not None:
+            inv.stalled = True
             self._on_stall()
         if not crash:
             return
@@ -453,12 +507,13 @@ class Soak:
         self.http = requests.Session()
         self.rotated_by: dict[int, int] = {}  # dead call id -> the earlier call that rotated the same token
         self._lock = threading.Lock()
+        self.budget_rng = random.Random(cfg.seed * 31337 + 3)
 
     # -- collaborators ----------------------------------------------------------------------------------
     def refresher(self) -> Refresher:
         return Refresher(
             store=root.token_store(self.cfg.connection_id),
-            oauth=TracingOAuthClient(self.tracker, self.token_url, self.credentials, self.cfg.http_timeout_s),
+            oauth=TracingOAuthClient(self.tracker, self.token_url, self.credentials, self.cfg.http_timeout_s, self.cfg),
             clock=self.clock.now,
             sleep=self.clock.sleep,
             metrics=NullMetrics(),
@@ -493,23 +548,31 @@ class Soak:
         """In the caller that holds a rotated, unsaved token: time passes (for everyone) while it is stuck, and
         meanwhile an action gets a 401 and forces a refresh. Then the stuck caller goes on to save."""
         self.clock.advance_shared(self.cfg.stall_s or self.cfg.lease_ttl_s + 30)
-        intruder = threading.Thread(target=self._caller, args=("action_401", threading.Barrier(1)), daemon=True)
+        budget = self.cfg.budget_s["action_401"][1]
+        intruder = threading.Thread(target=self._caller, args=("action_401", threading.Barrier(1), budget), daemon=True)
         intruder.start()
         intruder.join()
 
     # -- one caller ---------------------------------------------------------------------------------------
-    def _caller(self, role: str, barrier: threading.Barrier) -> None:
-        inv = self.tracker.begin(role)
+    def deadline(self, inv: Invocation) -> Deadline:
+        """What keaplink's handler builds from the Lambda context: the time left, minus its reserve."""
+        if not self.cfg.deadlines:
+            return Deadline.unbounded(self.clock.now, self.clock.sleep)
+        return Deadline(inv.deadline_at - DEFAULT_RESERVE_S, self.clock.now, self.clock.sleep)
+
+    def _caller(self, role: str, barrier: threading.Barrier, budget_s: float = math.inf) -> None:
+        inv = self.tracker.begin(role, budget_s)
         refresher = self.refresher()
         outcome: str
         try:
             seen = refresher.store.load().version if role == "action_401" else None
             barrier.wait()
+            inv.deadline_at = self.clock.now() + budget_s  # the time starts when the work does
             if role == "scheduler":
-                summary = run_scheduled(refresher, NullMetrics())
+                summary = run_scheduled(refresher, NullMetrics(), deadline=self.deadline(inv))
                 outcome, conn = str(summary["outcome"]), None  # its token is checked after the event
             else:
-                result = refresher.ensure_fresh(force=True, seen_version=seen)
+                result = refresher.ensure_fresh(force=True, seen_version=seen, deadline=self.deadline(inv))
                 outcome, conn = result.outcome.value, result.connection
             if conn is not None and conn.token is not None and not self.token_valid(conn.token.access_token):
                 with self._lock:
@@ -520,6 +583,8 @@ class Soak:
             outcome = "needs_reauth"
         except LeaseBusy:
             outcome = "busy"
+        except OutOfTime:
+            outcome = "out_of_time"
         except NotConnected:
             outcome = "not_connected"
         except KeapError as exc:
@@ -535,9 +600,10 @@ class Soak:
     def run_event(self, at: float, roles: list[str]) -> None:
         self.clock.advance_to(at)
         barrier = threading.Barrier(len(roles), timeout=120)
+        budgets = [self.budget_rng.uniform(*self.cfg.budget_s[role]) for role in roles]
         threads = [
-            threading.Thread(target=self._caller, args=(role, barrier), name=f"soak-{role}-{i}", daemon=True)
-            for i, role in enumerate(roles)
+            threading.Thread(target=self._caller, args=(role, barrier, budget), name=f"soak-{role}-{i}", daemon=True)
+            for i, (role, budget) in enumerate(zip(roles, budgets, strict=True))
         ]
         for t in threads:
             t.start()
@@ -613,10 +679,17 @@ class Soak:
         rep.code_exchanges_at_keap = int(state["tokens"]["code_exchanges"])
         by_call = self._read_request_log()
         rep.stalls_injected = self.crashes.stalls
+        rep.slow_answers = self.tracker.slow_answers
         rep.crashes_by_step = {step: 0 for step in STEPS}
         for step, role, _ in self.tracker.crashes:
             rep.crashes_by_step[step] += 1
             rep.crashes_by_role[role] = rep.crashes_by_role.get(role, 0) + 1
+        rep.killed_at_timeout = dict(Counter(step for step, _ in self.tracker.timeouts))
+        rep.tokens_lost_to_timeout = len(self.tracker.timeout_lost_fps)
+        rep.refreshes_not_started_for_time = sum(c.get("out_of_time", 0) for c in self.outcomes.values())
+        if rep.tokens_lost_to_timeout:
+            rep.bugs.append(f"{rep.tokens_lost_to_timeout} refresh token(s) rotated at Keap and lost when the caller "
+                            "was killed at its function's timeout")
         self._classify(by_call)
         rep.invocations = {role: sum(c.values()) for role, c in self.outcomes.items()}
         rep.scheduler_runs = rep.invocations.get("scheduler", 0)
@@ -718,6 +791,8 @@ class Soak:
             return "succeed_then_drop"
         if first.outcome != "rotated":
             return "client_timeout_after_success"
+        if first.new_fp in self.tracker.timeout_lost_fps:
+            return "timeout_before_save"  # a bug: the call should not have started without time to save
         if first.new_fp in self.tracker.lost_fps:
             return "crash_before_save"
         holder = self.tracker.invocations.get(first.invocation)
@@ -835,6 +910,10 @@ def format_table(rep: SoakReport) -> str:
         "refresh tokens burned by races": rep.burned_by_races,
         "  races after a lease expiry, newest token kept": rep.races_recovered,
         "stalls injected (pause before save)": rep.stalls_injected,
+        "slow Keap answers (5-10 s)": rep.slow_answers,
+        "refreshes not started: no time to save the answer": rep.refreshes_not_started_for_time,
+        "callers killed at their function's timeout": sum(rep.killed_at_timeout.values()),
+        "refresh tokens lost to a timeout": rep.tokens_lost_to_timeout,
         "invalid_grant answers": rep.invalid_grant_answers,
         "re-authorizations (needs_reauth)": rep.reauthorizations,
         "  of which unclosable window": rep.reauth_unclosable,
@@ -852,6 +931,7 @@ def format_table(rep: SoakReport) -> str:
     out += _rows("refresh answers at Keap (sandbox log)", rep.refresh_answers)
     out += _rows("crashes by step (checkpoint after ...)", rep.crashes_by_step)
     out += _rows("crashes by caller", rep.crashes_by_role)
+    out += _rows("killed at the function's timeout, by step", rep.killed_at_timeout)
     for role, outcomes in rep.outcomes.items():
         out += _rows(f"outcomes: {role}", outcomes)
     out += _rows("unexpected errors", rep.unexpected_errors)
@@ -869,15 +949,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=10)
     parser.add_argument("--stall-rate", type=float, default=0.0,
                         help="share of refreshes that pause past the lease between Keap's answer and the save")
-    parser.add_argument("--json", metavar="PATH", help="also write the report as JSON")
+    parser.add_argument("--no-deadlines", action="store_true",
+                        help="callers pass keaplink no deadline (shows what a kill at the timeout does without one)")
+    parser.add_argument("--message-days", type=float, default=3.0,
+                        help="then the message soak (keaplink_dev.soak_messages) for this many days; 0: skip it")
+    parser.add_argument("--json", metavar="PATH", help="also write the report(s) as JSON")
     args = parser.parse_args(argv)
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "keaplink")
-    report = run_soak(days=args.days, seed=args.seed, concurrency=args.concurrency, stall_rate=args.stall_rate)
+    report = run_soak(days=args.days, seed=args.seed, concurrency=args.concurrency, stall_rate=args.stall_rate,
+                      deadlines=not args.no_deadlines)
     print(report.table(), flush=True)
+    reports: dict[str, Any] = {"refresh": report.to_dict()}
+    bugs = list(report.bugs)
+    if args.message_days > 0:
+        from keaplink_dev.soak_messages import run_message_soak
+
+        messages = run_message_soak(days=args.message_days, seed=args.seed)
+        print(messages.table(), flush=True)
+        reports["messages"] = messages.to_dict()
+        bugs += messages.bugs
     if args.json:
         with open(args.json, "w", encoding="utf-8") as fh:
-            json.dump(report.to_dict(), fh, indent=2, sort_keys=True)
-    return 1 if report.bugs else 0
+            json.dump(reports, fh, indent=2, sort_keys=True)
+    return 1 if bugs else 0
 
 
 if __name__ == "__main__":

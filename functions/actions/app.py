@@ -1,4 +1,5 @@
-"""Contact and tag actions, triggered by SQS (partial batch responses)."""
+"""Contact and tag actions, triggered by SQS (partial batch responses); and, every minute (EventBridge), the check
+that probes a held Keap and resumes the queue."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from keaplink import root
 from keaplink.actions.batch import ActionsDeps, process_batch
+from keaplink.actions.resume import CheckDeps, check, is_queue_event
 from keaplink.observability import logger, metrics
 
 if TYPE_CHECKING:  # typing only: keeps Powertools' typing module off the cold-start path
@@ -14,5 +16,8 @@ if TYPE_CHECKING:  # typing only: keeps Powertools' typing module off the cold-s
 
 @logger.inject_lambda_context
 @metrics.log_metrics
-def lambda_handler(event: dict[str, Any], context: LambdaContext, deps: ActionsDeps | None = None) -> dict[str, Any]:
-    return process_batch(event, deps or root.actions(metrics), context)
+def lambda_handler(event: dict[str, Any], context: LambdaContext, deps: ActionsDeps | None = None,
+                   checks: CheckDeps | None = None) -> dict[str, Any]:
+    if is_queue_event(event):
+        return process_batch(event, deps or root.actions(metrics), context)
+    return check(checks or root.hold_check(metrics), context)  # the schedule: is a held queue free to go?

@@ -18,4 +18,5 @@ if TYPE_CHECKING:  # typing only: keeps Powertools' typing module off the cold-s
 def lambda_handler(event: dict[str, Any], context: LambdaContext, refresher: Refresher | None = None) -> dict[str, Any]:
     # {"force": true} in a manual invoke refreshes even a fresh token (e.g. `make invoke`).
     force = bool(event.get("force")) if isinstance(event, dict) else False
-    return run_scheduled(refresher or root.refresher(metrics), metrics, force=force, resume_queue=root.resume_queue)
+    return run_scheduled(refresher or root.refresher(metrics), metrics, force=force, resume_queue=root.resume_queue,
+                         context=context)  # the refresh path stops before this function's timeout

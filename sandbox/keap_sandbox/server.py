@@ -75,7 +75,8 @@ Other choices:
   credential) carries no throttle headers because the caller is unknown.
 * Injected faults at 401/429/502/503/504 answer in the configured gateway shape, other statuses on
   ``/token`` in the OAuth shape and on REST in the v2 ``Error`` shape. A fault's ``body`` overrides
-  all of that (and is validated like any answer unless it is a gateway ``fault`` body).
+  all of that (and is validated like any answer unless it is a gateway ``fault`` body), and its
+  ``headers`` are added to the answer (e.g. a long ``Retry-After``).
 """
 
 from __future__ import annotations
@@ -376,6 +377,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         headers: dict[str, str] = {}
         if status == 429 and self.state.config.send_retry_after:
             headers["Retry-After"] = "1"
+        headers.update(fault.headers)  # a fault's own headers win (e.g. Retry-After: 21600)
         if fault.body is not None:
             return json_response(status, fault.body, headers)
         if path in (TOKEN_PATH, AUTHORIZE_PATH) and status not in (502, 503, 504, 429):

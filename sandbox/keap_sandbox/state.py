@@ -200,6 +200,7 @@ class Fault:
     method: str | None = None
     body: Any = None
     seed: int | None = None
+    headers: dict[str, str] = field(default_factory=dict)  # extra response headers, e.g. a long Retry-After
     rng: random.Random = field(default_factory=random.Random, repr=False)
 
     def to_json(self) -> JSON:
@@ -214,6 +215,7 @@ class Fault:
             "method": self.method,
             "body": self.body,
             "seed": self.seed,
+            "headers": self.headers,
         }
 
 
@@ -466,6 +468,10 @@ class SandboxState:
         seed = spec.get("seed")
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
             raise ConfigError("seed must be an integer")
+        headers = spec.get("headers", {})
+        if not isinstance(headers, dict) or not all(isinstance(k, str) and isinstance(v, str)
+                                                    for k, v in headers.items()):
+            raise ConfigError("headers must be an object of strings")
         unknown = set(spec) - {
             "path_prefix",
             "action",
@@ -476,6 +482,7 @@ class SandboxState:
             "method",
             "body",
             "seed",
+            "headers",
         }
         if unknown:
             raise ConfigError(f"unknown fault fields: {sorted(unknown)}")
@@ -491,6 +498,7 @@ class SandboxState:
                 method=method.upper() if method else None,
                 body=spec.get("body"),
                 seed=seed,
+                headers=dict(headers),
                 rng=random.Random(seed),
             )
             self.next_fault_id += 1

@@ -125,6 +125,7 @@ class SandboxControl:
         seed: int | None = None,
         method: str | None = None,
         body: Any = None,
+        headers: dict[str, str] | None = None,
     ) -> dict[str, Any]:
         """Inject a fault; ``action`` is ``error`` (default), ``timeout`` or ``succeed_then_drop``.
 
@@ -140,6 +141,7 @@ class SandboxControl:
             ("seed", seed),
             ("method", method),
             ("body", body),
+            ("headers", headers),
         ):
             if value is not None:
                 spec[key] = value

@@ -176,10 +176,12 @@ INVOCATIONS = [
     ("CallbackFunction", "events/callback-bad-state.json", lambda p: p["statusCode"] == 400),
     ("RefreshFunction", "events/refresh-force.json", lambda p: p["outcome"] in ("refreshed", "not_connected")),
     ("ActionsFunction", "events/actions-signup.json", lambda p: "batchItemFailures" in p),
+    ("ActionsFunction", "events/actions-hold-check.json", lambda p: p["outcome"] in ("not_held", "held", "resumed")),
 ]
 
 
-@pytest.mark.parametrize(("function", "event", "check"), INVOCATIONS, ids=[i[0] for i in INVOCATIONS])
+@pytest.mark.parametrize(("function", "event", "check"), INVOCATIONS,
+                         ids=[f"{i[0]}-{i[1].removeprefix('events/').removesuffix('.json')}" for i in INVOCATIONS])
 def test_make_invoke_runs_each_function(local_stack: LocalStack, function: str, event: str, check) -> None:  # type: ignore[no-untyped-def]
     result = subprocess.run([sys.executable, "-m", "keaplink_dev.invoke", function, event], check=False, cwd=REPO,
                             env=local_stack.env(), capture_output=True, text=True, timeout=180)

@@ -137,6 +137,12 @@ MALFORMED = {
     "missing user": (json.dumps({"type": "button.pressed"}), "user_id"),
     "extra field": (json.dumps({"type": "button.pressed", "user_id": "u1", "admin": True}), "admin"),
     "huge body": (json.dumps({"type": "button.pressed", "user_id": "u1", "pad": "x" * 20000}), "limit"),
+    "deeply nested": ("[" * 5000 + "]" * 5000, "nested deeper"),
+    "huge number": ('{"type": "button.pressed", "user_id": "u1", "n": ' + "9" * 5000 + "}", "not valid JSON"),
+    "escaped lone surrogate": ('{"type": "button.pressed", "user_id": "u1", "email": "\\ud800@x.io"}', "UTF-8"),
+    "over the limit in bytes": (json.dumps({"type": "button.pressed", "user_id": "u1", "x": "é" * 9000},
+                                           ensure_ascii=False), "bytes"),
+    "type is a list": ('{"type": ["user.signed_up"]}', "unknown message type"),
 }
 
 

@@ -76,3 +76,13 @@ def test_actions_events(aws, sandbox) -> None:
     assert {e["email"] for c in state["contacts"] for e in c["email_addresses"]} == {
         "ada@example.com", "grace@example.com", "alan@example.com"}
     assert {t["name"] for t in state["tags"]} == {"buttonpushed", "vip"}
+
+
+def test_actions_hold_check_event(aws, sandbox) -> None:
+    """The scheduled check: nothing held, nothing to do; held before connecting, resumed by the connect."""
+    handler = load_handler("actions").lambda_handler
+    assert handler(load_event("actions-hold-check.json"), FakeContext()) == {"outcome": "not_held"}
+    assert handler(load_event("actions-signup.json"), FakeContext())["batchItemFailures"]  # not connected: held
+    assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "held"
+    flows.connect()
+    assert handler(load_event("actions-hold-check.json"), FakeContext()) == {"outcome": "not_held"}

@@ -52,6 +52,18 @@ def test_fault_shapes(sb: SandboxHandle, api: Api) -> None:
     assert api.post("/v2/tags", {"name": "x"}).status_code == 502
 
 
+def test_fault_headers_are_sent_and_win(sb: SandboxHandle, api: Api) -> None:
+    """A long Retry-After (Keap's, after a spent quota) is a fault with its own headers."""
+    sb.control.add_fault("/crm/rest", status=429,
+                         headers={"Retry-After": "21600", "x-keap-product-quota-available": "0"})
+    r = api.get("/v2/tags")
+    assert r.status_code == 429 and r.headers["Retry-After"] == "21600"
+    assert r.headers["x-keap-product-quota-available"] == "0"
+    for bad in ({"Retry-After": 5}, ["Retry-After"]):
+        answer = requests.post(sb.url + "/_sandbox/faults", json={"path_prefix": "/crm", "headers": bad}, timeout=5)
+        assert answer.status_code == 400
+
+
 def test_failure_rate_is_seeded_and_cleared(sb: SandboxHandle, api: Api) -> None:
     def run() -> list[int]:
         sb.control.clear_faults()

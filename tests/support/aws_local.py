@@ -45,6 +45,7 @@ class AwsResources:
             "ADMIN_SECRET": self.admin_secret,
             "TOKEN_KMS_KEY_ID": self.kms_key_id,
             "DLQ_URL": self.dlq_url,
+            "QUEUE_URL": self.queue_url,
         }
 
     def client(self, service: str) -> Any:

@@ -8,7 +8,7 @@ import json
 import zipfile
 
 from keaplink_dev.runtime import runtime
-from tests.support.aws_local import AwsResources
+from tests.support.aws_local import REGION, AwsResources
 
 
 def register_actions_function(aws: AwsResources) -> str:
@@ -28,7 +28,21 @@ def register_actions_function(aws: AwsResources) -> str:
     sqs = aws.client("sqs")
     arn = sqs.get_queue_attributes(QueueUrl=aws.queue_url, AttributeNames=["QueueArn"])["Attributes"]["QueueArn"]
     lam.create_event_source_mapping(EventSourceArn=arn, FunctionName=name, BatchSize=10, Enabled=True)
+    detach_moto_delivery(aws)
     return name
+
+
+def detach_moto_delivery(aws: AwsResources) -> None:
+    """moto delivers to an enabled mapping itself, on every SendMessage: it receives a batch (a receive for each
+    message), tries to run the function in Docker, and makes the messages visible again when that fails. The
+    tests play the event source themselves (tests/support/sqs_poller.py, outage.py), so moto's own delivery is
+    detached; the mapping stays what the Lambda API lists, pauses and resumes. (The moto server runs in this
+    process: its backends are these objects.)"""
+    from moto.core import DEFAULT_ACCOUNT_ID
+    from moto.sqs.models import sqs_backends
+
+    queue_name = aws.queue_url.rsplit("/", 1)[-1]
+    sqs_backends[DEFAULT_ACCOUNT_ID][REGION].queues[queue_name].lambda_event_source_mappings.clear()
 
 
 def mapping_state(aws: AwsResources, name: str) -> str:

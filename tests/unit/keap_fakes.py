@@ -156,10 +156,10 @@ class CountingAuth:
         self.refreshes = 0
         self.lock = threading.Lock()
 
-    def current(self) -> Credential:
+    def current(self, deadline: object = None) -> Credential:
         return Credential({"Authorization": f"Bearer t{self.version}"}, self.version)
 
-    def after_refused(self, refused: Credential) -> Credential:
+    def after_refused(self, refused: Credential, deadline: object = None) -> Credential:
         with self.lock:
             self.refreshes += 1
             self.version += 1

@@ -9,7 +9,16 @@ import pytest
 from keaplink.connection.decision import RefreshReason
 from keaplink.connection.refresh import STEPS, Outcome, Refresher, RefreshTimings
 from keaplink.connection.token import Connection, Status, Token
-from keaplink.errors import KeapClientConfigError, KeapUnavailable, LeaseBusy, NeedsReauth, NotConnected
+from keaplink.errors import (
+    KeapClientConfigError,
+    KeapRateLimited,
+    KeapUnavailable,
+    LeaseBusy,
+    NeedsReauth,
+    NotConnected,
+    OutOfTime,
+)
+from keaplink.keap.deadline import Deadline
 from tests.unit.fakes import FakeOAuth, FakeTokenStore, RecordingMetrics
 
 NOW = 1_800_000_000.0
@@ -202,3 +211,100 @@ def test_invalid_request_is_asked_once_more_before_the_token_counts_as_dead() ->
     with pytest.raises(NeedsReauth):
         refresher(store, oauth).ensure_fresh()
     assert oauth.calls == 2 and store.conn.status is Status.NEEDS_REAUTH
+
+
+# --- within the caller's time ----------------------------------------------------------------------------
+class SimTime:
+    """A monotonic clock that moves only when someone sleeps, and a record of the sleeps."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.t
+
+    def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+
+    def deadline(self, seconds: float) -> Deadline:
+        return Deadline(self.t + seconds, clock=self.clock, sleep=self.sleep)
+
+
+def test_no_keap_call_without_time_to_save_its_answer() -> None:
+    store, oauth, sim = FakeTokenStore(connected(age_h=22)), FakeOAuth("rt-0"), SimTime()
+    timings = RefreshTimings(keap_call_s=10.0, save_s=5.0)
+    with pytest.raises(OutOfTime):
+        refresher(store, oauth, timings=timings).ensure_fresh(deadline=sim.deadline(14.0))
+    assert oauth.calls == 0 and store.conn.lease_owner is None and store.conn.token.refresh_token == "rt-0"
+    assert refresher(store, oauth, timings=timings).ensure_fresh(deadline=sim.deadline(15.0)).outcome is \
+        Outcome.REFRESHED
+
+
+def test_a_retry_is_started_only_if_it_and_its_save_still_fit() -> None:
+    store, sim = FakeTokenStore(connected(age_h=22)), SimTime()
+    oauth = FakeOAuth("rt-0", script=[KeapUnavailable("timeout", 0)])
+    timings = RefreshTimings(keap_call_s=10.0, save_s=5.0, backoff_base_s=0.5)
+    with pytest.raises(KeapUnavailable):  # two Keap timeouts and a slow success would not fit a 16 s budget
+        refresher(store, oauth, timings=timings).ensure_fresh(deadline=sim.deadline(15.4))
+    assert oauth.calls == 1 and sim.slept == [] and store.conn.refresh_failures == 1
+
+
+def test_a_long_retry_after_from_the_token_endpoint_is_not_slept_on_with_the_lease_held() -> None:
+    store, sim = FakeTokenStore(connected(age_h=22)), SimTime()
+    oauth = FakeOAuth("rt-0", script=[KeapRateLimited("429", 21600.0)])
+    r = Refresher(store=store, oauth=oauth, clock=lambda: NOW, sleep=sim.sleep)  # type: ignore[arg-type]
+    with pytest.raises(KeapRateLimited):
+        r.ensure_fresh(deadline=sim.deadline(120.0))
+    assert sim.slept == [] and oauth.calls == 1 and store.conn.lease_owner is None
+
+
+class ReconnectingOAuth(FakeOAuth):
+    """The admin reconnects while our refresh is on its way: Keap revokes the grant we are refreshing."""
+
+    def __init__(self, store: FakeTokenStore) -> None:
+        super().__init__("rt-0")
+        self.store = store
+
+    def refresh(self, refresh_token: str, now: float) -> Token:
+        from dataclasses import replace
+
+        from keaplink.errors import RefreshTokenDead
+
+        self.calls += 1
+        new_grant = Token("at-new-grant", "rt-new-grant", 86400, NOW + 86400, NOW, "full|ab123.infusionsoft.com")
+        with self.store.lock:  # what store_authorized does: a new token, version + 1, connected_at now
+            self.store.conn = replace(self.store.conn, token=new_grant, version=self.store.conn.version + 1,
+                                      status=Status.CONNECTED, connected_at=NOW + 1, lease_owner=None, lease_until=None)
+        raise RefreshTokenDead("Invalid refresh token", 400)
+
+
+def test_a_refresh_that_meets_a_reconnect_returns_the_new_authorization() -> None:
+    store, metrics = FakeTokenStore(connected(age_h=22)), RecordingMetrics()
+    result = refresher(store, ReconnectingOAuth(store), metrics=metrics).ensure_fresh()
+    assert result.outcome is Outcome.REFRESHED_BY_OTHER and result.refreshed
+    assert result.connection.token and result.connection.token.access_token == "at-new-grant"
+    assert store.conn.status is Status.CONNECTED and "ConnectionDead" not in metrics.names
+
+
+def test_a_due_token_that_cannot_be_refreshed_now_is_used_while_it_is_valid() -> None:
+    store = FakeTokenStore(connected(age_h=22))
+    oauth = FakeOAuth("rt-0", script=[KeapUnavailable("503", 503)] * 3)
+    result = refresher(store, oauth).ensure_fresh(keep_valid=True)
+    assert result.outcome is Outcome.KEPT and not result.refreshed and result.connection.token.access_token == "at-0"
+    assert store.conn.refresh_failures == 1  # the failure is on record; the hourly check retries
+    expired = FakeTokenStore(connected(age_h=25))
+    with pytest.raises(KeapUnavailable):  # an expired token is no use: the caller must hear why
+        refresher(expired, FakeOAuth("rt-0", script=[KeapUnavailable("503", 503)] * 3)).ensure_fresh(keep_valid=True)
+    with pytest.raises(KeapUnavailable):  # the scheduled check (no keep_valid) reports the failure
+        refresher(FakeTokenStore(connected(age_h=22)),
+                  FakeOAuth("rt-0", script=[KeapUnavailable("503", 503)] * 3)).ensure_fresh()
+
+
+def test_the_save_is_retried_within_the_time_kept_for_it() -> None:
+    store, oauth, sim = FakeTokenStore(connected(age_h=22)), FakeOAuth("rt-0"), SimTime()
+    store.fail_saves = 3
+    timings = RefreshTimings(keap_call_s=10.0, save_s=5.0)
+    result = refresher(store, oauth, timings=timings).ensure_fresh(deadline=sim.deadline(15.0))
+    assert result.outcome is Outcome.REFRESHED and sum(sim.slept) <= 15.0

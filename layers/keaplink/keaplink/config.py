@@ -23,6 +23,10 @@ AUTH_MODES = ("oauth", "api_key")
 # exceed Keap's 25/s spike limit in any second (2 x 12.5) and stay under 1,500/minute (1,380).
 DEFAULT_MAX_RPS = 11.5
 DEFAULT_ACTIONS_CONCURRENCY = 8
+DEFAULT_ACTIONS_CONTAINERS = 2  # the event source's MaximumConcurrency: how many containers share Keap's quota
+# The refresh lease outlives the longest function that may hold it (template.yaml: REFRESH_LEASE_S, checked
+# against every function's Timeout by tests/unit/test_template.py).
+DEFAULT_REFRESH_LEASE_S = 130.0
 
 
 def _text(name: str, default: str = "") -> str:
@@ -55,6 +59,7 @@ REQUIRED = {
     "admin_secret_id": "ADMIN_SECRET",
     "token_kms_key_id": "TOKEN_KMS_KEY_ID",
     "dlq_url": "DLQ_URL",
+    "queue_url": "QUEUE_URL",
 }
 
 
@@ -74,6 +79,7 @@ class Settings:
     admin_secret_id: str
     token_kms_key_id: str
     dlq_url: str
+    queue_url: str  # the actions queue (the actions function re-sends held records to it)
     auth_mode: str
     connection_id: str
     button_tag: str
@@ -81,7 +87,9 @@ class Settings:
     http_timeout_s: float
     keap_max_rps: float
     actions_concurrency: int
-    actions_function: str | None  # whose SQS event source is held while Keap is disconnected
+    actions_containers: int
+    actions_function: str | None  # whose SQS event source is held while Keap cannot serve
+    refresh_lease_s: float
 
     @property
     def is_api_key_mode(self) -> bool:
@@ -111,6 +119,7 @@ def get_settings() -> Settings:
         admin_secret_id=_text("ADMIN_SECRET"),
         token_kms_key_id=_text("TOKEN_KMS_KEY_ID"),
         dlq_url=_text("DLQ_URL"),
+        queue_url=_text("QUEUE_URL"),
         auth_mode=auth_mode,
         connection_id=_text("CONNECTION_ID", "default"),
         button_tag=_text("BUTTON_TAG", "buttonpushed"),
@@ -118,8 +127,10 @@ def get_settings() -> Settings:
         http_timeout_s=_number("KEAP_HTTP_TIMEOUT", 10.0, 0.5, 60.0),
         keap_max_rps=_number("KEAP_MAX_RPS", DEFAULT_MAX_RPS, 0.1, 25.0),
         actions_concurrency=int(_number("ACTIONS_CONCURRENCY", DEFAULT_ACTIONS_CONCURRENCY, 1, 64)),
+        actions_containers=int(_number("ACTIONS_CONTAINERS", DEFAULT_ACTIONS_CONTAINERS, 1, 1000)),
         # The admin functions are told the actions function's name; the actions function knows its own.
         actions_function=_text("ACTIONS_FUNCTION") or _text("AWS_LAMBDA_FUNCTION_NAME") or None,
+        refresh_lease_s=_number("REFRESH_LEASE_S", DEFAULT_REFRESH_LEASE_S, 30, 1000),
     )
 
 

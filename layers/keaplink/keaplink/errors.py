@@ -36,6 +36,26 @@ class KeapUnavailable(KeapError):
     """5xx, timeout or connection error: try again later."""
 
 
+class KeapDown(KeapUnavailable):
+    """Several Keap calls in a row failed (5xx, timeouts) even after their in-place retries: the session stopped
+    calling Keap. Not one record's bad luck but an outage: hold the queue and probe."""
+
+
+class KeapThrottledPersistently(KeapRateLimited):
+    """Keap kept answering 429 (or asked for a long wait): the session stopped calling Keap until ``retry_after``."""
+
+
+class KeapQuotaSpent(KeapRateLimited):
+    """Keap's daily quota (per client id, or per Keap app) is spent, or down to the reserve keaplink keeps.
+
+    ``resets_at``: epoch seconds when Keap's quota window ends (``x-keap-product-quota-expiry-time``), if known.
+    """
+
+    def __init__(self, message: str, resets_at: float | None = None, retry_after: float | None = None) -> None:
+        super().__init__(message, retry_after)
+        self.resets_at = resets_at
+
+
 class KeapRequestRejected(KeapError):
     """400/403/404/409…: the request itself is wrong; retrying the same request will not help."""
 
@@ -99,6 +119,14 @@ class TokenConflict(KeaplinkError):
 
 class LeaseBusy(KeaplinkError):
     """Another caller holds the refresh lease and did not finish in time."""
+
+
+# --- Time ----------------------------------------------------------------------------------------
+class OutOfTime(KeaplinkError):
+    """The invocation has too little time left to start this wait or call (and still finish its work after it).
+
+    Nothing was started: no Keap call whose answer could be lost, no sleep past the function's timeout.
+    """
 
 
 # --- Messages ----------------------------------------------------------------------------------

@@ -22,7 +22,11 @@ from keaplink.observability import MetricsPort
 
 if TYPE_CHECKING:
     from keaplink.actions.batch import ActionsDeps
-    from keaplink.actions.hold import QueueHold
+    from keaplink.actions.hold import Holding, QueueHold
+    from keaplink.actions.hold_store import HoldStore, QuotaLog
+    from keaplink.actions.hold_table import HoldItem
+    from keaplink.actions.queue import ActionsQueue
+    from keaplink.actions.resume import CheckDeps
     from keaplink.actions.table import DataItem
     from keaplink.actions.tags import TagIds
     from keaplink.actions.users import UserStore
@@ -32,13 +36,17 @@ if TYPE_CHECKING:
     from keaplink.connection.credentials import ClientCredentials
     from keaplink.connection.oauth import OAuthClient
     from keaplink.connection.pair import TokenImporter
-    from keaplink.connection.refresh import Refresher
+    from keaplink.connection.refresh import Refresher, RefreshTimings
     from keaplink.connection.states import StateStore
     from keaplink.connection.store import TokenStore
     from keaplink.connection.table import ConnectionItem
     from keaplink.connection.timeline import TableTimeline
+    from keaplink.keap.deadline import Deadline
+    from keaplink.keap.quota import QuotaGauge
     from keaplink.keap.rate_limit import RateLimiter
-    from keaplink.keap.session import AuthSource, KeapSession
+    from keaplink.keap.session import AuthSource, FailureStreak, KeapSession
+
+Clock = Callable[[], float]
 
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()  # botocore's session is not safe for concurrent client creation
@@ -135,11 +143,19 @@ def oauth_client() -> OAuthClient:
     return OAuthClient(settings().keap_token_url, client_credentials, settings().http_timeout_s)
 
 
-def refresher(metrics: MetricsPort | None = None) -> Refresher:
+def refresh_timings() -> RefreshTimings:
+    """The lease outlives every function that may hold it; a token call may take the HTTP timeout."""
+    from keaplink.connection.refresh import RefreshTimings
+
+    return RefreshTimings(lease_ttl_s=settings().refresh_lease_s, keap_call_s=settings().http_timeout_s)
+
+
+def refresher(metrics: MetricsPort | None = None, clock: Clock = time.time) -> Refresher:
     from keaplink.connection.refresh import Refresher
     from keaplink.observability import NullMetrics
 
-    return Refresher(store=token_store(), oauth=oauth_client(), metrics=metrics or NullMetrics(), timeline=timeline())
+    return Refresher(store=token_store(), oauth=oauth_client(), clock=clock, metrics=metrics or NullMetrics(),
+                     timings=refresh_timings(), timeline=timeline())
 
 
 def token_importer() -> TokenImporter:
@@ -193,7 +209,8 @@ def dead_letter_glance() -> dict[str, Any]:
 def status_sources() -> StatusSources:
     from keaplink.admin.routes import StatusSources
 
-    return StatusSources(store=token_store(), timeline=timeline(), dead_letters=dead_letter_glance)
+    return StatusSources(store=token_store(), timeline=timeline(), dead_letters=dead_letter_glance,
+                         queue=queue_status)
 
 
 def client_id() -> str:
@@ -207,8 +224,68 @@ def queue_hold() -> QueueHold:
     return QueueHold(lambda: aws_client("lambda"), settings().actions_function, timeline())
 
 
+@lru_cache(maxsize=1)
+def hold_table() -> type[HoldItem]:
+    """The hold's items live in the connection table (``HOLD#<id>``, ``QUOTA#<id>``): every function sees them."""
+    from keaplink.actions.hold_table import HoldItem
+
+    return bind_table(HoldItem, settings().need("connection_table"), settings())
+
+
+def hold_store() -> HoldStore:
+    from keaplink.actions.hold_store import HoldStore
+
+    return HoldStore(settings().connection_id, hold_table)
+
+
+def holding(metrics: MetricsPort | None = None) -> Holding:
+    from keaplink.actions.hold import Holding
+
+    return Holding(hold_store(), queue_hold(), metrics)
+
+
 def resume_queue() -> None:
-    queue_hold().resume_quietly()
+    """The connection works again (a reconnect, a refresh): lift a hold a reconnect cures, resume the queue."""
+    holding().after_reconnect_quietly(time.time())
+
+
+def queue_status() -> dict[str, Any]:
+    """The hold and Keap's latest quota reading, as plain values for the admin panel."""
+    from keaplink.actions.hold_store import describe
+
+    store = hold_store()
+    return describe(store.load(), store.load_quota())
+
+
+@lru_cache(maxsize=1)
+def actions_queue() -> ActionsQueue:
+    """Per container: its redrive policy is looked up once."""
+    from keaplink.actions.queue import ActionsQueue
+
+    return ActionsQueue(lambda: aws_client("sqs"), lambda: settings().need("queue_url"))
+
+
+@lru_cache(maxsize=1)
+def quota_gauge() -> QuotaGauge:
+    """Per container: Keap's latest quota reading paces the next batch's first call too."""
+    from keaplink.keap.quota import QuotaGauge
+
+    return QuotaGauge()
+
+
+@lru_cache(maxsize=1)
+def failure_streak() -> FailureStreak:
+    """Per container: Keap calls failing in a row across batches (one record per batch still sees an outage)."""
+    from keaplink.keap.session import FailureStreak
+
+    return FailureStreak()
+
+
+@lru_cache(maxsize=1)
+def quota_log() -> QuotaLog:
+    from keaplink.actions.hold_store import QuotaLog
+
+    return QuotaLog(hold_store, settings().keap_max_rps, settings().actions_containers)
 
 
 @lru_cache(maxsize=1)
@@ -233,27 +310,54 @@ def tag_ids() -> TagIds:
     return TagIds(user_store())
 
 
-def keap_session(metrics: MetricsPort | None = None, through: Refresher | None = None) -> KeapSession:
-    """A session with a fresh credential read (the one token read of an SQS batch)."""
-    from keaplink.keap.session import KeapSession
+def keap_session(metrics: MetricsPort | None = None, through: Refresher | None = None,
+                 deadline: Deadline | None = None, clock: Clock = time.time, probe: bool = False) -> KeapSession:
+    """A session with a fresh credential read (the one token read of an SQS batch), within ``deadline``, paced
+    by Keap's daily quota (``clock``: epoch seconds, for the quota's reset). A ``probe`` is one attempt."""
+    from keaplink.keap.session import KeapSession, Pacing, Retries
 
     return KeapSession(settings().keap_api_url, keap_auth(metrics, through), settings().http_timeout_s,
-                       limiter=rate_limiter(), metrics=metrics)
+                       limiter=rate_limiter(), metrics=metrics, deadline=deadline,
+                       retries=Retries(transient_attempts=1, rate_limited_attempts=1) if probe else None,
+                       pacing=Pacing(quota_gauge(), settings().actions_containers, clock), streak=failure_streak())
 
 
-def actions(metrics: MetricsPort, through: Refresher | None = None) -> ActionsDeps:
-    """The actions function's collaborators (``through``: a refresher of the caller's, e.g. the benchmark's)."""
+def actions(metrics: MetricsPort, through: Refresher | None = None, clock: Clock = time.time) -> ActionsDeps:
+    """The actions function's collaborators (``through``: a refresher of the caller's, e.g. the benchmark's;
+    ``clock``: epoch seconds, simulated by tests that need hours to pass)."""
     from keaplink.actions.batch import ActionsDeps
     from keaplink.actions.dead_letters import DeadLetterQueue
     from keaplink.actions.service import ActionService
 
+    via = through or (refresher(metrics, clock) if not settings().is_api_key_mode else None)
     return ActionsDeps(
         service=ActionService(users=user_store(), tags=tag_ids(), button_tag=settings().button_tag),
-        open_session=lambda: keap_session(metrics, through),
+        open_session=lambda deadline: keap_session(metrics, via, deadline, clock),
         dead_letters=DeadLetterQueue(lambda: aws_client("sqs"), settings().need("dlq_url")),
-        hold=queue_hold(),
+        holding=holding(metrics),
+        queue=actions_queue(),
         concurrency=settings().actions_concurrency,
         metrics=metrics,
+        record_quota=quota_log().record,
+        clock=clock,
+    )
+
+
+def hold_check(metrics: MetricsPort, through: Refresher | None = None, clock: Clock = time.time) -> CheckDeps:
+    """The actions function's scheduled check: probe a held Keap, resume the queue. A probe reads Keap's client
+    credentials (or API key) afresh: an operator who fixed a refused secret is heard at the next probe."""
+    from keaplink.actions.resume import CheckDeps
+
+    client_credentials.cache_clear()
+
+    via = through or (refresher(metrics, clock) if not settings().is_api_key_mode else None)
+    return CheckDeps(
+        holding=holding(metrics),
+        open_session=lambda deadline: keap_session(metrics, via, deadline, clock, probe=True),
+        queue=actions_queue(),
+        metrics=metrics,
+        record_quota=quota_log().record,
+        clock=clock,
     )
 
 
@@ -262,5 +366,6 @@ def reset() -> None:
     get_settings.cache_clear()
     with _clients_lock:
         _clients.clear()
-    for cached in (connection_table, data_table, client_credentials, admin_password, rate_limiter, tag_ids):
+    for cached in (connection_table, data_table, client_credentials, admin_password, rate_limiter, tag_ids,
+                   hold_table, actions_queue, quota_gauge, quota_log, failure_streak):
         cached.cache_clear()

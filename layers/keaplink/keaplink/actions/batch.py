@@ -1,96 +1,135 @@
-"""One SQS batch of the actions function: read each body once, read the token once, run records
-concurrently (one user's records in arrival order), report partial failures, and hold the queue when Keap
-is disconnected."""
+"""One SQS batch of the actions function: read each body once, read the token once, run records concurrently
+(one user's records in arrival order), report partial failures — and hold the queue when Keap cannot serve.
+
+What happens to a record, by type (see the README's table):
+
+* its body can never be a message → the DLQ with the reason, at once;
+* Keap refused the request for this message (400, 404, …) → the DLQ with Keap's answer;
+* Keap cannot serve *any* record (:func:`~keaplink.actions.hold_policy.should_hold`: disconnected, credentials
+  refused, a spent quota, an outage, persistent throttling) → the queue is held (:mod:`hold`) and the batch's
+  records go back, no further Keap call;
+* anything else that may work later (a 5xx after its retry, a short 429, a press before its signup, no time
+  left in this invocation) → back to the queue.
+
+A record SQS would move to the DLQ on its next receive (``maxReceiveCount``, with no reason) never gets there
+silently: on its last chance a record held back, out of time or not ready yet is re-sent as a fresh message,
+and any other is dead-lettered with the reason it kept failing.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from keaplink.actions.hold_policy import Hold, should_hold, stronger
 from keaplink.actions.messages import Message, parse
 from keaplink.actions.ordering import predecessors
-from keaplink.errors import InvalidMessage, KeapRequestRejected, NeedsReauth, NotConnected
+from keaplink.actions.queue import requeues
+from keaplink.errors import InvalidMessage, KeapRequestRejected, NotReady, OutOfTime
 from keaplink.keap.client import KeapClient
+from keaplink.keap.deadline import Deadline
 from keaplink.observability import MetricsPort, MetricUnit, logger
 
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
     from keaplink.actions.dead_letters import DeadLetterQueue
-    from keaplink.actions.hold import QueueHold
+    from keaplink.actions.hold import Holding
+    from keaplink.actions.queue import ActionsQueue
     from keaplink.actions.service import ActionService
+    from keaplink.keap.quota import Quota
     from keaplink.keap.session import KeapSession
 
-DISCONNECTED = (NotConnected, NeedsReauth)  # no Keap call can succeed until the admin reconnects
+LAST_CHANCE_MARGIN = 1  # ApproximateReceiveCount is approximate: act one receive early
+MAX_REQUEUES = 24  # a press still without its signup after this many re-sends (a day or more) is dead-lettered
+NOT_READY_DELAY_S = 900  # a record not ready on its last chance comes back after 15 minutes
+
+
+class HeldBack(Exception):
+    """Not tried: the batch had already found that Keap cannot serve."""
+
+
+NOT_THE_MESSAGES_FAULT = (HeldBack, OutOfTime, NotReady)
 
 
 @dataclass
 class ActionsDeps:
     service: ActionService
-    open_session: Callable[[], KeapSession]  # reads the token: the one token read of a batch
+    open_session: Callable[[Deadline], KeapSession]  # reads the token: the one token read of a batch
     dead_letters: DeadLetterQueue
-    hold: QueueHold
+    holding: Holding
+    queue: ActionsQueue
     concurrency: int
     metrics: MetricsPort
+    record_quota: Callable[[Quota], None] = lambda quota: None
+    clock: Callable[[], float] = time.time  # epoch seconds: holds and Keap's quota windows are absolute times
+    sleep: Callable[[float], None] = time.sleep  # every wait of a batch goes through its Deadline, and this
 
 
 def read(record: Mapping[str, Any]) -> Message | InvalidMessage:
-    """The record's message, or why it can never be processed."""
+    """The record's message, or why it can never be processed — whatever the body is."""
     try:
         return parse(str(record.get("body", "")))
     except InvalidMessage as exc:
         return exc
+    except Exception as exc:  # noqa: BLE001 - one bad body costs no other record anything
+        return InvalidMessage(f"the body could not be read ({type(exc).__name__})")
 
 
-def _all_failed(records: list[dict[str, Any]]) -> dict[str, Any]:
-    return {"batchItemFailures": [{"itemIdentifier": r["messageId"]} for r in records]}
+def receive_count(record: Mapping[str, Any]) -> int:
+    try:
+        return int(record.get("attributes", {}).get("ApproximateReceiveCount", "1"))
+    except (TypeError, ValueError):
+        return 1
 
 
-def _hold(records: list[dict[str, Any]], deps: ActionsDeps, exc: Exception) -> dict[str, Any]:
-    """Keap is not usable until the admin reconnects: pause the queue and hand every record back."""
-    deps.hold.pause()
-    deps.metrics.add_metric("MessagesHeld", MetricUnit.Count, len(records))
-    logger.warning("Keap disconnected: holding messages until the admin reconnects",
-                   extra={"records": len(records), "error_type": type(exc).__name__})
-    return _all_failed(records)
+class _Findings:
+    """What the records of a batch ran into (thread-safe): each failed record's error, and the hold, if any."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.errors: dict[int, BaseException] = {}
+        self.hold: Hold | None = None
+
+    def failed(self, i: int, error: BaseException, hold: Hold | None) -> None:
+        with self._lock:
+            self.errors[i] = error
+            if hold is not None:
+                self.hold = stronger(self.hold, hold)
 
 
 def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None) -> dict[str, Any]:
     records: list[dict[str, Any]] = list(event.get("Records", []))
-    try:
-        session = deps.open_session()
-    except DISCONNECTED as exc:
-        return _hold(records, deps, exc)
-    keap = KeapClient(session)
     readings = [read(r) for r in records]
+    opened = _open_session(records, readings, deps, Deadline.from_context(context, sleep=deps.sleep))
+    if isinstance(opened, dict):
+        return opened  # held: the batch's answer
+    session = opened
+    keap = KeapClient(session)
     waits_for = predecessors([m.user_id if not isinstance(m, InvalidMessage) else None for m in readings])
     index = {id(r): i for i, r in enumerate(records)}
     done = [asyncio.Event() for _ in records]
-    held = threading.Event()
+    findings = _Findings()
     semaphore = asyncio.Semaphore(deps.concurrency)
     executor = ThreadPoolExecutor(max_workers=deps.concurrency, thread_name_prefix="keap")
-
-    def dead_letter(record: SQSRecord, reason: str) -> str:
-        deps.dead_letters.send(record.body, reason, record.message_id)
-        deps.metrics.add_metric("MessagesDeadLettered", MetricUnit.Count, 1)
-        logger.warning("message sent to the DLQ, not retried", extra={"message_id": record.message_id,
-                                                                      "reason": reason})
-        return "dead-lettered"
 
     def work(i: int, record: SQSRecord) -> str:
         reading = readings[i]
         if isinstance(reading, InvalidMessage):
-            return dead_letter(record, str(reading))
+            return _dead_letter(deps, record.body, record.message_id, str(reading))
         try:
+            if findings.hold is not None:
+                raise HeldBack(findings.hold.reason.value)
             return deps.service.apply(reading, keap)
         except KeapRequestRejected as exc:
-            return dead_letter(record, f"Keap rejected the request: {exc}")
-        except DISCONNECTED:
-            held.set()
+            return _dead_letter(deps, record.body, record.message_id, f"Keap rejected the request: {exc}")
+        except Exception as exc:
+            findings.failed(i, exc, should_hold(exc, deps.clock()))
             raise
 
     async def record_handler(record: SQSRecord) -> str:
@@ -111,11 +150,103 @@ def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None)
         response: dict[str, Any] = dict(async_process_partial_response(event, record_handler, processor, context))
     finally:
         executor.shutdown(wait=False)
-    failed = len(response.get("batchItemFailures", []))
-    deps.metrics.add_metric("MessagesProcessed", MetricUnit.Count, len(records) - failed)
-    if failed:
-        deps.metrics.add_metric("MessagesReturned", MetricUnit.Count, failed)
-    if held.is_set():
-        deps.hold.pause()
-    logger.info("batch done", extra={"records": len(records), "returned": failed, "keap_calls": session.calls})
-    return response
+    failed_ids = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
+    failed = {i for i, r in enumerate(records) if r.get("messageId") in failed_ids}
+    if session.quota is not None:
+        deps.record_quota(session.quota)
+    result = _finish(records, failed, findings.errors, findings.hold, deps)
+    logger.info("batch done", extra={"records": len(records), "returned": len(result["batchItemFailures"]),
+                                     "keap_calls": session.calls,
+                                     "held": findings.hold.reason.value if findings.hold else None})
+    return result
+
+
+def _open_session(records: list[dict[str, Any]], readings: list[Message | InvalidMessage], deps: ActionsDeps,
+                  deadline: Deadline) -> KeapSession | dict[str, Any]:
+    """The batch's Keap session (its one token read) — or, when the queue is held or Keap cannot serve, the
+    batch's answer: invalid bodies dead-lettered, every other record back, no Keap call."""
+    now = deps.clock()
+    held = deps.holding.store.load()
+    if held is not None and held.blocks(now):
+        # In flight while the queue was being paused (or resumed by hand): straight back, no Keap call.
+        deps.holding.pause_quietly()
+        return _finish(records, _without_invalid(records, readings, deps), {}, held.as_hold(), deps, renew=False)
+    try:
+        return deps.open_session(deadline)
+    except Exception as exc:
+        hold = should_hold(exc, now)
+        if hold is None and not isinstance(exc, OutOfTime):
+            raise
+        valid = _without_invalid(records, readings, deps)
+        return _finish(records, valid, dict.fromkeys(valid, exc), hold, deps)
+
+
+def _without_invalid(records: list[dict[str, Any]], readings: list[Message | InvalidMessage],
+                     deps: ActionsDeps) -> set[int]:
+    """Dead-letter the bodies that can never be messages (no Keap needed for that); the others' indices."""
+    valid = set()
+    for i, (record, reading) in enumerate(zip(records, readings, strict=True)):
+        if isinstance(reading, InvalidMessage):
+            _dead_letter(deps, str(record.get("body", "")), str(record.get("messageId", "")), str(reading))
+        else:
+            valid.add(i)
+    return valid
+
+
+def _finish(records: list[dict[str, Any]], failed: set[int], errors: Mapping[int, BaseException], hold: Hold | None,
+            deps: ActionsDeps, renew: bool = True) -> dict[str, Any]:
+    """Hold if needed, then hand the failed records back — except those on their last chance."""
+    if hold is not None and renew:
+        deps.holding.start(hold, deps.clock())
+    returned: list[str] = []
+    for i in sorted(failed):
+        record = records[i]
+        if not _last_chance(record, deps) or not _rescue(record, errors.get(i), hold, deps):
+            returned.append(str(record.get("messageId")))
+    deps.metrics.add_metric("MessagesProcessed", MetricUnit.Count, len(records) - len(failed))
+    if returned:
+        deps.metrics.add_metric("MessagesReturned", MetricUnit.Count, len(returned))
+    if hold is not None and failed:
+        deps.metrics.add_metric("MessagesHeld", MetricUnit.Count, len(failed))
+    return {"batchItemFailures": [{"itemIdentifier": m} for m in dict.fromkeys(returned)]}
+
+
+def _last_chance(record: Mapping[str, Any], deps: ActionsDeps) -> bool:
+    """SQS would move this record to the DLQ (without a reason) if it were returned now."""
+    count = receive_count(record)
+    if count < 2:
+        return False  # the common case: no need to know the redrive policy
+    limit = deps.queue.max_receive_count()
+    return limit is not None and count >= limit - LAST_CHANCE_MARGIN
+
+
+def _rescue(record: Mapping[str, Any], error: BaseException | None, hold: Hold | None, deps: ActionsDeps) -> bool:
+    """Re-send a record that failed through no fault of its own; dead-letter one that kept failing, with why.
+    False when that did not work either (then SQS's redrive is the last resort)."""
+    body, message_id = str(record.get("body", "")), str(record.get("messageId", ""))
+    attributes = record.get("messageAttributes") or {}
+    count = receive_count(record)
+    blameless = hold is not None or isinstance(error, NOT_THE_MESSAGES_FAULT)
+    try:
+        if blameless and not (isinstance(error, NotReady) and hold is None and requeues(attributes) >= MAX_REQUEUES):
+            delay = NOT_READY_DELAY_S if isinstance(error, NotReady) and hold is None else 0
+            n = deps.queue.requeue(body, message_id, attributes, delay_s=delay)
+            deps.metrics.add_metric("MessagesRequeued", MetricUnit.Count, 1)
+            logger.info("record re-sent as a fresh message on its last receive",
+                        extra={"message_id": message_id, "receive_count": count, "requeues": n,
+                               "why": hold.reason.value if hold else type(error).__name__})
+            return True
+        reason = f"returned {count} times without success; last error: {type(error).__name__}: {error}"
+        _dead_letter(deps, body, message_id, reason)
+        return True
+    except Exception as exc:  # noqa: BLE001 - returned as before: SQS moves it on its next receive
+        logger.error("could not rescue a record on its last receive",
+                     extra={"message_id": message_id, "error_type": type(exc).__name__})
+        return False
+
+
+def _dead_letter(deps: ActionsDeps, body: str, message_id: str, reason: str) -> str:
+    deps.dead_letters.send(body, reason, message_id)
+    deps.metrics.add_metric("MessagesDeadLettered", MetricUnit.Count, 1)
+    logger.warning("message sent to the DLQ, not retried", extra={"message_id": message_id, "reason": reason})
+    return "dead-lettered"

@@ -16,7 +16,9 @@ from typing import Any
 from keaplink.errors import InvalidMessage
 
 SCHEMA_PATH = Path(__file__).with_name("schemas") / "message.schema.json"
-MAX_BODY_BYTES = 16 * 1024  # far above any valid message; stops a huge body before JSON parsing
+MAX_BODY_BYTES = 16 * 1024  # far above any valid message (UTF-8 bytes); stops a huge body before JSON parsing
+MAX_DEPTH = 4  # a valid message is one flat object; deeper nesting is refused before the JSON parser recurses
+MAX_NUMBER_DIGITS = 20  # no field is a number; a long one is refused before Python builds a huge int
 
 
 @dataclass(frozen=True)
@@ -65,7 +67,7 @@ def validate(data: Any) -> Message:
     if not isinstance(data, dict):
         raise InvalidMessage("the body is not a JSON object")
     kind = data.get("type")
-    if kind not in _TYPES:
+    if not isinstance(kind, str) or kind not in _TYPES:
         raise InvalidMessage(f"unknown message type {str(kind)[:40]!r}; expected one of {sorted(_TYPES)}")
     try:
         _validator()(data)
@@ -75,13 +77,78 @@ def validate(data: Any) -> Message:
 
 
 def parse(body: str | bytes) -> Message:
-    if len(body) > MAX_BODY_BYTES:
-        raise InvalidMessage(f"the body is {len(body)} bytes; the limit is {MAX_BODY_BYTES}")
+    """The message in an SQS body. Whatever the body — too big, deeply nested, invalid UTF-8, huge numbers, JSON
+    that is no object — the only error is :class:`InvalidMessage` with a reason: one bad body costs no other
+    record anything."""
+    if isinstance(body, bytes):
+        raw = body
+    else:
+        try:
+            raw = body.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidMessage("the body is not valid UTF-8 (it contains lone surrogates)") from None
+    if len(raw) > MAX_BODY_BYTES:
+        raise InvalidMessage(f"the body is {len(raw)} bytes; the limit is {MAX_BODY_BYTES}")
     try:
-        data = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError:
+        raise InvalidMessage("the body is not valid UTF-8") from None
+    if nesting_depth(text) > MAX_DEPTH:
+        raise InvalidMessage(f"the body is nested deeper than {MAX_DEPTH} levels")
+    try:
+        data = json.loads(text, parse_int=_bounded_int, parse_constant=_no_constant)
+    except (ValueError, RecursionError) as exc:
         raise InvalidMessage(f"the body is not valid JSON ({type(exc).__name__})") from None
+    if not _encodable(data):
+        raise InvalidMessage("the body is not valid UTF-8 (an escaped lone surrogate)")
     return validate(data)
+
+
+def nesting_depth(text: str) -> int:
+    """The deepest nesting of ``[`` and ``{`` outside strings, in one pass and without recursion."""
+    depth = deepest = 0
+    in_string = escaped = False
+    for ch in text:
+        if in_string:
+            if escaped:
+                escaped = False
+            elif ch == "\\":
+                escaped = True
+            elif ch == '"':
+                in_string = False
+        elif ch == '"':
+            in_string = True
+        elif ch in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif ch in "]}":
+            depth -= 1
+    return deepest
+
+
+def _bounded_int(digits: str) -> int:
+    if len(digits) > MAX_NUMBER_DIGITS:
+        raise ValueError("number too long")
+    return int(digits)
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _encodable(value: Any) -> bool:
+    """No lone surrogate in any string (JSON's ``\\ud800`` escapes decode to one; UTF-8 cannot carry it)."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return False
+        return True
+    if isinstance(value, dict):
+        return all(_encodable(k) and _encodable(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_encodable(v) for v in value)
+    return True
 
 
 def _explain(data: dict[str, Any]) -> str:

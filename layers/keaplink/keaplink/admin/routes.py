@@ -30,7 +30,38 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, tz=UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def status_view(conn: Connection, auth_mode: str, callback_url: str) -> dict[str, Any]:
+def queue_view(queue: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The actions queue's hold and Keap's daily quota (plain values from the root), times as ISO strings."""
+    if queue is None:
+        return None
+    view: dict[str, Any] = {"held": bool(queue.get("held"))}
+    if view["held"]:
+        view.update({
+            "reason": queue.get("reason"),
+            "detail": queue.get("detail"),
+            "since": iso(queue.get("since")),
+            "until": iso(queue.get("until")),  # null: unknown (an outage), or until the admin reconnects
+            "next_probe_at": iso(queue.get("next_probe_at")),
+            "last_probe_at": iso(queue.get("last_probe_at")),
+            "last_probe_result": queue.get("last_probe_result"),
+            "waiting": queue.get("waiting"),
+            "waiting_at": iso(queue.get("waiting_at")),
+        })
+    quota = queue.get("quota")
+    view["quota"] = None if not quota else {
+        "window": quota.get("window"),
+        "available": quota.get("available"),
+        "limit": quota.get("limit"),
+        "resets_at": iso(quota.get("resets_at")),
+        "read_at": iso(quota.get("read_at")),
+        "paced_rps": quota.get("paced_rps"),
+        "pace": quota.get("pace"),
+    }
+    return view
+
+
+def status_view(conn: Connection, auth_mode: str, callback_url: str,
+                queue: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The connection's status for humans and scripts. Never contains a token."""
     token = conn.token
     oauth = auth_mode == "oauth"
@@ -47,6 +78,7 @@ def status_view(conn: Connection, auth_mode: str, callback_url: str) -> dict[str
         "last_error": conn.last_error,
         "last_error_at": iso(conn.last_error_at),
         "callback_url": callback_url,
+        "queue": queue_view(queue),
     }
 
 
@@ -62,6 +94,18 @@ class StatusSources:
     store: TokenStore
     timeline: TimelineReader
     dead_letters: Callable[[], dict[str, Any]]
+    queue: Callable[[], Mapping[str, Any]] | None = None  # the hold and Keap's quota (actions' state)
+
+
+def queue_state(sources: StatusSources) -> Mapping[str, Any] | None:
+    """The queue's hold and quota, or None when they cannot be read now (logged; the rest still shows)."""
+    if sources.queue is None:
+        return None
+    try:
+        return sources.queue()
+    except Exception as exc:  # noqa: BLE001 - a view; the connection's status matters more
+        logger.warning("queue state unavailable", extra={"error_type": type(exc).__name__})
+        return None
 
 
 def at_a_glance(sources: StatusSources, events: int = 10) -> dict[str, Any]:

@@ -28,7 +28,14 @@ from keaplink.admin.request import (
     url_origin,
     url_path,
 )
-from keaplink.admin.routes import StatusSources, at_a_glance, complete_connect, start_connect, status_view
+from keaplink.admin.routes import (
+    StatusSources,
+    at_a_glance,
+    complete_connect,
+    queue_state,
+    start_connect,
+    status_view,
+)
 from keaplink.errors import (
     CodeExchangeFailed,
     ConfigError,
@@ -39,11 +46,13 @@ from keaplink.errors import (
     NotConnected,
     OAuthDenied,
     OAuthStateInvalid,
+    OutOfTime,
     TokenConflict,
     TokenPairInvalid,
     TokenPairRefused,
     TokenPairUnconfirmed,
 )
+from keaplink.keap.deadline import Deadline
 from keaplink.observability import logger, metrics
 
 if TYPE_CHECKING:  # typing only: a function imports the parts of the connection it uses, when it uses them
@@ -78,6 +87,7 @@ ERROR_PAGES: dict[type[Exception], tuple[int, str, str]] = {
     TokenPairUnconfirmed: (502, "Keap did not confirm the token pair", "Nothing was stored. If Keap used the "
                            "refresh token before its answer was lost, this pair no longer works: generate a new one."),
     LeaseBusy: (503, "A refresh is already running", "Try again in a minute."),
+    OutOfTime: (503, "Keap is slow right now", "Nothing was changed. Try again in a minute."),
     TokenConflict: (409, "The connection changed meanwhile", "Reload the status page."),
     KeapError: (502, "Keap could not be reached", "Nothing was changed. Try again in a few minutes."),
     ConfigError: (500, "keaplink is misconfigured", "See the function's logs."),
@@ -229,7 +239,8 @@ def redirect_to_status(app: APIGatewayRestResolver, done: str, clear_state_cooki
 # --- one adapter per route ----------------------------------------------------------------------------
 def status_json(app: APIGatewayRestResolver, sources: StatusSources) -> dict[str, Any]:
     ctx = request(app)
-    return {**status_view(sources.store.load(), ctx.settings.auth_mode, ctx.callback_url), **at_a_glance(sources)}
+    return {**status_view(sources.store.load(), ctx.settings.auth_mode, ctx.callback_url, queue_state(sources)),
+            **at_a_glance(sources)}
 
 
 def status_document(app: APIGatewayRestResolver, sources: StatusSources) -> Response[str]:
@@ -250,7 +261,7 @@ def connect(app: APIGatewayRestResolver, states: StateStore, client_id: Callable
 
 
 def refresh_now(app: APIGatewayRestResolver, refresher: Refresher) -> Response[str]:
-    result = refresher.ensure_fresh(force=True)
+    result = refresher.ensure_fresh(force=True, deadline=Deadline.from_context(app.lambda_context))
     return redirect_to_status(app, "refreshed" if result.refreshed else "fresh")
 
 

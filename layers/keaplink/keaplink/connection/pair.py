@@ -51,6 +51,7 @@ if TYPE_CHECKING:
     from keaplink.connection.oauth import OAuthClient
     from keaplink.connection.store import TokenStore
     from keaplink.connection.token import Connection, Token
+    from keaplink.keap.deadline import Deadline
 
 MAX_TOKEN_LENGTH = 2048
 _TOKEN = re.compile(r"[A-Za-z0-9._~+/=-]+")  # RFC 6750's b64token
@@ -85,10 +86,10 @@ class GivenToken:
     def __init__(self, access_token: str) -> None:
         self._credential = Credential(bearer(access_token))
 
-    def current(self) -> Credential:
+    def current(self, deadline: Deadline | None = None) -> Credential:
         return self._credential
 
-    def after_refused(self, refused: Credential) -> Credential:
+    def after_refused(self, refused: Credential, deadline: Deadline | None = None) -> Credential:
         raise KeapAuthError("Keap refused the access token", 401)
 
 

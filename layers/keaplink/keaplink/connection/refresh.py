@@ -4,6 +4,12 @@ Keap's refresh tokens are single-use: two concurrent refreshes burn the connecti
 new token is not saved loses it. So: take a short lease in DynamoDB, re-read, use a token someone else
 just saved if there is one, else refresh and save the new pair with a conditional write before anything
 else happens.
+
+And within the caller's time: Lambda stops a function at its timeout, whatever it is doing. A Keap call is
+started only when the invocation's :class:`~keaplink.keap.deadline.Deadline` leaves time for the longest
+answer *and* the save after it (:attr:`RefreshTimings.keap_call_s` + :attr:`RefreshTimings.save_s`); backoffs
+and ``Retry-After`` waits are short and bounded by the same deadline. A refresh that meets a reconnect (Keap
+refused the old grant because the admin just authorized a new one) returns the new authorization.
 """
 
 from __future__ import annotations
@@ -25,10 +31,12 @@ from keaplink.errors import (
     LeaseBusy,
     NeedsReauth,
     NotConnected,
+    OutOfTime,
     RefreshTokenDead,
     RefreshTokenDoubtful,
     TokenConflict,
 )
+from keaplink.keap.deadline import Deadline
 from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, NullTimeline, TimelinePort, logger
 
 if TYPE_CHECKING:
@@ -46,7 +54,8 @@ STEPS = ("loaded", "lease_taken", "reread", "keap_refreshed", "saved")
 class Outcome(str, Enum):
     FRESH = "fresh"  # nothing to do
     REFRESHED = "refreshed"  # we refreshed and saved
-    REFRESHED_BY_OTHER = "refreshed_by_other"  # someone else did while we waited: we use theirs
+    REFRESHED_BY_OTHER = "refreshed_by_other"  # someone else did (or the admin reconnected): we use theirs
+    KEPT = "kept"  # due, the refresh failed for now, and the current token is still valid: it is used
 
 
 @dataclass(frozen=True)
@@ -57,19 +66,34 @@ class RefreshResult:
 
     @property
     def refreshed(self) -> bool:
-        """A new token is in use (ours or another caller's), as opposed to the one that was fresh already."""
-        return self.outcome is not Outcome.FRESH
+        """A new token is in use (ours or another caller's), as opposed to the one we had already."""
+        return self.outcome in (Outcome.REFRESHED, Outcome.REFRESHED_BY_OTHER)
+
+
+# Errors of a refresh that leave the current token as it was (Keap or the lease could not help right now).
+NOT_NOW = (KeapUnavailable, KeapRateLimited, KeapClientConfigError, LeaseBusy, OutOfTime)
 
 
 @dataclass
 class RefreshTimings:
-    # Longer than the longest-living holder (the refresh function's 120 s timeout): Keap attempts plus a
-    # save with retries. A crashed holder blocks others for at most this long.
+    # Longer than the longest-living holder: every function that refreshes stops its refresh path before its own
+    # timeout, so the longest timeout (the refresh function's) bounds a live holder. A crashed holder blocks others
+    # for at most this long. Configured in one place: REFRESH_LEASE_S in template.yaml (config.Settings).
     lease_ttl_s: float = 130.0
     wait_for_other_s: float = 20.0
     keap_attempts: int = 3
     backoff_base_s: float = 0.5
     save_attempts: int = 5
+    keap_call_s: float = 10.0  # the longest a token-endpoint call may take (the HTTP timeout, KEAP_HTTP_TIMEOUT)
+    save_s: float = 5.0  # kept after Keap's answer for saving it (DynamoDB and KMS, with retries)
+    max_backoff_s: float = 5.0  # a longer Retry-After from the token endpoint is not slept on, lease in hand
+    keep_valid_s: float = 60.0  # a due token this far from expiry may still be used when its refresh fails
+
+
+def _reconnected_since(seen: Connection, latest: Connection) -> bool:
+    """The admin authorized again after we read ``seen``: Keap revoked the grant we were refreshing."""
+    return (latest.status is Status.CONNECTED and latest.token is not None
+            and latest.connected_at != seen.connected_at)
 
 
 def _refreshed_since(seen: Connection, latest: Connection) -> bool:
@@ -92,12 +116,23 @@ class Refresher:
     timings: RefreshTimings = field(default_factory=RefreshTimings)
     timeline: TimelinePort = field(default_factory=NullTimeline)  # what the status page lists
 
-    def ensure_fresh(self, force: bool = False, seen_version: int | None = None) -> RefreshResult:
+    def ensure_fresh(
+        self,
+        force: bool = False,
+        seen_version: int | None = None,
+        deadline: Deadline | None = None,
+        keep_valid: bool = False,
+    ) -> RefreshResult:
         """Return a connection with a usable token, refreshing it if due (or if ``force``).
 
         ``seen_version``: the version whose token Keap just refused (401); if the store has moved past
         it, someone already refreshed and that token is used instead of refreshing again.
+        ``deadline``: the caller's time; nothing is started that would not finish within it.
+        ``keep_valid``: when a *due* token cannot be refreshed right now (Keap down or throttled, the lease busy,
+        no time left), return it as long as it is valid (the refresh is retried by the next caller or the hourly
+        check), instead of failing a caller that only needs a working token.
         """
+        deadline = deadline or Deadline.unbounded(self.clock, self.sleep)
         conn = self.store.load()
         self.checkpoint("loaded")
         reason = should_refresh(conn, self.clock())
@@ -109,39 +144,59 @@ class Refresher:
             return RefreshResult(Outcome.REFRESHED_BY_OTHER, reason, conn)
         if reason is RefreshReason.FRESH and not force:
             return RefreshResult(Outcome.FRESH, reason, conn)
-        return self._single_flight(conn, reason)
+        try:
+            return self._single_flight(conn, reason, deadline)
+        except NOT_NOW as exc:
+            token = conn.token
+            still_valid = token is not None and token.expires_at - self.clock() > self.timings.keep_valid_s
+            if keep_valid and reason is RefreshReason.DUE and still_valid:
+                logger.warning("refresh failed for now; the current token is still valid and is used",
+                               extra={"error_type": type(exc).__name__})
+                return RefreshResult(Outcome.KEPT, reason, conn)
+            raise
 
     # --- single flight ------------------------------------------------------------------------------
-    def _single_flight(self, seen: Connection, reason: RefreshReason) -> RefreshResult:
+    def _single_flight(self, seen: Connection, reason: RefreshReason, deadline: Deadline) -> RefreshResult:
         owner = uuid.uuid4().hex
-        deadline = self.clock() + self.timings.wait_for_other_s
+        give_up_at = self.clock() + self.timings.wait_for_other_s
         delay = 0.05
         while not self.store.acquire_lease(owner, self.clock(), self.timings.lease_ttl_s):
-            self.sleep(delay + random.uniform(0, delay))
+            pause = delay + random.uniform(0, delay)
+            if self.clock() + pause > give_up_at or not deadline.allows(pause):
+                raise LeaseBusy("another refresh holds the lease and has not finished")
+            deadline.wait(pause, "waiting for another caller's refresh")
             delay = min(delay * 2, 1.0)
             latest = self.store.load()
             if latest.status is Status.NEEDS_REAUTH:
                 raise _needs_reauth(latest)
             if _refreshed_since(seen, latest):
                 return RefreshResult(Outcome.REFRESHED_BY_OTHER, reason, latest)
-            if self.clock() > deadline:
-                raise LeaseBusy("another refresh holds the lease and has not finished")
         self.checkpoint("lease_taken")
         try:
-            return self._refresh_locked(seen, reason)
+            return self._refresh_locked(seen, reason, deadline)
         finally:
             self.store.release_lease(owner)  # no-op after a save, which clears the lease itself
 
-    def _refresh_locked(self, seen: Connection, reason: RefreshReason) -> RefreshResult:
+    def _refresh_locked(self, seen: Connection, reason: RefreshReason, deadline: Deadline) -> RefreshResult:
         latest = self.store.load()  # re-read under the lease: someone may have finished just before us
         self.checkpoint("reread")
         if _refreshed_since(seen, latest):
             return RefreshResult(Outcome.REFRESHED_BY_OTHER, reason, latest)
         if latest.status is not Status.CONNECTED or latest.token is None:
             raise _needs_reauth(latest)
-        token = self._call_keap(latest)
+        try:
+            token = self._call_keap(latest, deadline)
+        except RefreshTokenDead as exc:
+            current = self.store.load()
+            if _reconnected_since(latest, current):
+                # The admin reconnected while we refreshed: Keap revoked the grant whose refresh token we sent.
+                # The connection is healthy; use the new authorization instead of reporting a dead one.
+                logger.info("refresh met a reconnect: using the new authorization", extra={"version": current.version})
+                return RefreshResult(Outcome.REFRESHED_BY_OTHER, reason, current)
+            self._dead(latest, str(exc))
+            raise NeedsReauth(str(exc)) from exc
         self.checkpoint("keap_refreshed")
-        saved = self._save(token, latest)
+        saved = self._save(token, latest, deadline)
         self.checkpoint("saved")
         self.metrics.add_metric("RefreshSucceeded", MetricUnit.Count, 1)
         self.timeline.record("refreshed", f"{reason.value}; token version {saved.version}")
@@ -151,39 +206,41 @@ class Refresher:
         )
         return RefreshResult(Outcome.REFRESHED, reason, saved)
 
-    def _call_keap(self, latest: Connection) -> Token:
+    def _call_keap(self, latest: Connection, deadline: Deadline) -> Token:
+        """Keap's answer to our refresh token. A call starts only with time left for it and the save after it."""
         assert latest.token is not None
+        needed = self.timings.keap_call_s + self.timings.save_s
         attempt = 0
         doubted = False
         while True:
             attempt += 1
+            deadline.require(needed, "token refresh (no time to save Keap's answer: not calling Keap)")
             try:
                 return self.oauth.refresh(latest.token.refresh_token, self.clock())
             except RefreshTokenDoubtful as exc:
-                if not doubted:  # a dead token answers the same again; a passing fault may not
-                    doubted = True
-                    logger.warning("token refresh answered invalid_request: asking once more",
-                                   extra={"error": str(exc)})
-                    self.sleep(self.timings.backoff_base_s)
-                    continue
-                self._dead(latest, str(exc))
-                raise NeedsReauth(str(exc)) from exc
-            except RefreshTokenDead as exc:
-                self._dead(latest, str(exc))
-                raise NeedsReauth(str(exc)) from exc
+                # invalid_request: a dead token answers the same again; a passing fault may not. Asked once more
+                # when there is time; then it counts as dead (RefreshTokenDead, handled by the caller).
+                if doubted or not deadline.allows(self.timings.backoff_base_s + needed):
+                    raise
+                doubted = True
+                logger.warning("token refresh answered invalid_request: asking once more", extra={"error": str(exc)})
+                deadline.wait(self.timings.backoff_base_s, "token refresh: asking once more")
             except KeapClientConfigError as exc:
                 self._failed(str(exc))
                 raise
             except (KeapUnavailable, KeapRateLimited) as exc:
-                if attempt >= self.timings.keap_attempts:
+                wait = getattr(exc, "retry_after", None) or self.timings.backoff_base_s * 2 ** (attempt - 1)
+                wait += random.uniform(0, wait / 2)
+                if (attempt >= self.timings.keap_attempts or wait > self.timings.max_backoff_s
+                        or not deadline.allows(wait + needed)):
                     self._failed(str(exc))
                     raise
-                wait = getattr(exc, "retry_after", None) or self.timings.backoff_base_s * 2 ** (attempt - 1)
                 logger.warning("token refresh failed, retrying", extra={"attempt": attempt, "error": str(exc)})
-                self.sleep(wait + random.uniform(0, wait / 2))
+                deadline.wait(wait, "token refresh backoff")
 
-    def _save(self, token: Token, latest: Connection) -> Connection:
-        """Keap has rotated the refresh token: the new one exists nowhere else. Retry hard."""
+    def _save(self, token: Token, latest: Connection, deadline: Deadline) -> Connection:
+        """Keap has rotated the refresh token: the new one exists nowhere else. Retry hard, within the time that
+        was kept for this (``save_s``): pauses shrink rather than stop the retries."""
         expected = latest.version
         for attempt in range(1, self.timings.save_attempts + 1):
             try:
@@ -204,7 +261,9 @@ class Refresher:
                 if attempt == self.timings.save_attempts:
                     logger.error("could not save refreshed token", extra={"error": type(exc).__name__})
                     raise
-                self.sleep(min(0.2 * 2**attempt, 3.0))
+                pause = min(0.2 * 2**attempt, 3.0, deadline.remaining() / (self.timings.save_attempts - attempt + 1))
+                if pause > 0:
+                    deadline.sleep(pause)
         raise TokenConflict("the connection kept changing while saving a refreshed token")
 
     def _dead(self, latest: Connection, reason: str) -> None:

@@ -6,7 +6,16 @@ from collections.abc import Callable
 from typing import Any
 
 from keaplink.connection.refresh import Refresher
-from keaplink.errors import KeapClientConfigError, KeapError, LeaseBusy, NeedsReauth, NotConnected, TokenConflict
+from keaplink.errors import (
+    KeapClientConfigError,
+    KeapError,
+    LeaseBusy,
+    NeedsReauth,
+    NotConnected,
+    OutOfTime,
+    TokenConflict,
+)
+from keaplink.keap.deadline import Deadline
 from keaplink.observability import MetricsPort, MetricUnit, logger
 
 # Outcome by error type. Errors are not re-raised: the next scheduled run is the retry, and Lambda's own
@@ -16,6 +25,7 @@ _OUTCOMES: dict[type[Exception], str] = {
     NeedsReauth: "needs_reauth",
     LeaseBusy: "busy",
     TokenConflict: "conflict",
+    OutOfTime: "out_of_time",
     KeapClientConfigError: "config_error",
     KeapError: "failed",
 }
@@ -26,15 +36,18 @@ def run_scheduled(
     metrics: MetricsPort,
     force: bool = False,
     resume_queue: Callable[[], None] | None = None,
+    context: Any = None,
+    deadline: Deadline | None = None,
 ) -> dict[str, Any]:
+    deadline = deadline or Deadline.from_context(context, sleep=refresher.sleep)
     try:
-        result = refresher.ensure_fresh(force=force)
+        result = refresher.ensure_fresh(force=force, deadline=deadline)
     except tuple(_OUTCOMES) as exc:
         outcome = next(_OUTCOMES[c] for c in type(exc).__mro__ if c in _OUTCOMES)
         logger.warning("scheduled refresh did not refresh", extra={"outcome": outcome, "error": str(exc)})
         return {"outcome": outcome, "error": str(exc)}
     if resume_queue is not None:
-        resume_queue()  # safety net, in case the callback could not resume the queue after a reconnect
+        resume_queue()  # the connection works: lift a hold a reconnect cures (a safety net for the callback)
     token = result.connection.token
     seconds_left = (token.expires_at - refresher.clock()) if token else 0.0
     metrics.add_metric("SecondsUntilExpiry", MetricUnit.Seconds, seconds_left)

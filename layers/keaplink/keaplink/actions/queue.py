@@ -1,0 +1,84 @@
+"""The actions queue itself, as the actions function needs it beyond receiving: its redrive policy (after how
+many receives SQS moves a record to the DLQ, with no reason), re-sending a record as a fresh message (receive
+count 0) instead of letting SQS move it, and how many messages wait."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from keaplink.observability import logger
+
+REQUEUED_FROM = "keaplink-requeued-from"
+REQUEUES = "keaplink-requeues"
+MAX_DELAY_S = 900  # SQS's longest DelaySeconds
+
+
+class ActionsQueue:
+    def __init__(self, sqs: Callable[[], Any], url: Callable[[], str]) -> None:
+        self._sqs = sqs
+        self._url = url  # read on first use: most batches never need it
+        self._lock = threading.Lock()
+        self._max_receive_count: int | None = None
+        self._looked_up = False
+
+    def max_receive_count(self) -> int | None:
+        """The queue's ``maxReceiveCount`` (looked up once per container); None when unknown."""
+        with self._lock:
+            if not self._looked_up:
+                self._looked_up = True
+                try:
+                    attrs = self._sqs().get_queue_attributes(QueueUrl=self._url(), AttributeNames=["RedrivePolicy"])
+                    policy = json.loads(attrs.get("Attributes", {}).get("RedrivePolicy") or "{}")
+                    self._max_receive_count = int(policy["maxReceiveCount"]) if "maxReceiveCount" in policy else None
+                except Exception as exc:  # noqa: BLE001 - unknown means: no last-chance handling, as before
+                    logger.warning("could not read the queue's redrive policy",
+                                   extra={"error_type": type(exc).__name__})
+            return self._max_receive_count
+
+    def requeue(self, body: str, message_id: str, attributes: Mapping[str, Any], delay_s: int = 0) -> int:
+        """Send ``body`` again as a new message (receive count 0), carrying the record's string attributes and
+        how often it was re-sent. Returns that count."""
+        count = _int(_attr(attributes, REQUEUES)) + 1
+        carried = {k: {"DataType": v.get("dataType", "String"), "StringValue": str(v["stringValue"])}
+                   for k, v in attributes.items()
+                   if isinstance(v, Mapping) and v.get("stringValue") is not None
+                   and k not in (REQUEUES, REQUEUED_FROM)}
+        origin = _attr(attributes, REQUEUED_FROM) or message_id
+        self._sqs().send_message(
+            QueueUrl=self._url(),
+            MessageBody=body,
+            DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)),
+            MessageAttributes={
+                **dict(list(carried.items())[:8]),  # SQS allows 10 attributes: ours are the other two
+                REQUEUED_FROM: {"DataType": "String", "StringValue": origin},
+                REQUEUES: {"DataType": "Number", "StringValue": str(count)},
+            },
+        )
+        return count
+
+    def waiting(self) -> int:
+        """Messages in the queue: visible, in flight and delayed (approximate, as SQS counts them)."""
+        names = ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible",
+                 "ApproximateNumberOfMessagesDelayed"]
+        attrs = self._sqs().get_queue_attributes(QueueUrl=self._url(), AttributeNames=names).get("Attributes", {})
+        return sum(int(attrs.get(n, 0)) for n in names)
+
+
+def _attr(attributes: Mapping[str, Any], name: str) -> str | None:
+    value = attributes.get(name)
+    return str(value.get("stringValue")) if isinstance(value, Mapping) and value.get("stringValue") else None
+
+
+def _int(value: str | None) -> int:
+    try:
+        return int(value or 0)
+    except ValueError:
+        return 0
+
+
+def requeues(attributes: Mapping[str, Any]) -> int:
+    """How often a record was re-sent already (its ``keaplink-requeues`` attribute)."""
+    return _int(_attr(attributes, REQUEUES))

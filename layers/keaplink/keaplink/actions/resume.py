@@ -1,0 +1,82 @@
+"""The actions function's scheduled check (EventBridge, every minute): while the queue is held, say how long
+and how many messages wait; when the hold's probe is due, call Keap once — a cheap list of one tag, through
+the same session the batches use (token refreshed if due, quota read) — and if Keap serves, lift the hold and
+resume the queue. A failed probe backs off (1, 2, 4, 8, then every 15 minutes) or waits for the quota's reset,
+so an outage of hours costs Keap a handful of calls.
+
+Not held: nothing happens (one DynamoDB read). A queue paused without a hold is resumed by the hourly refresh
+check, as before — not here, so an operator can still pause the mapping by hand without a minute's fight.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from keaplink.actions.hold_policy import after_failed_probe
+from keaplink.keap.deadline import Deadline
+from keaplink.observability import MetricsPort, MetricUnit, logger
+
+if TYPE_CHECKING:
+    from keaplink.actions.hold import Holding
+    from keaplink.actions.queue import ActionsQueue
+    from keaplink.keap.quota import Quota
+    from keaplink.keap.session import KeapSession
+
+PROBE = ("GET", "/v2/tags", {"page_size": 1})  # the cheapest call keaplink's credentials can make
+
+
+@dataclass
+class CheckDeps:
+    holding: Holding
+    open_session: Callable[[Deadline], KeapSession]
+    queue: ActionsQueue
+    metrics: MetricsPort
+    record_quota: Callable[[Quota], None] = lambda quota: None
+    clock: Callable[[], float] = time.time
+    sleep: Callable[[float], None] = time.sleep
+
+
+def is_queue_event(event: Any) -> bool:
+    """An SQS batch (else: the scheduled check)."""
+    return isinstance(event, dict) and "Records" in event
+
+
+def check(deps: CheckDeps, context: Any = None) -> dict[str, Any]:
+    now = deps.clock()
+    state = deps.holding.store.load()
+    if state is None:
+        return {"outcome": "not_held"}
+    deps.metrics.add_metric("QueueHeldSeconds", MetricUnit.Seconds, now - state.since)
+    summary: dict[str, Any] = {"reason": state.reason.value, "since": state.since, "until": state.until,
+                               "next_probe_at": state.next_probe_at}
+    try:
+        summary["waiting"] = deps.queue.waiting()
+        deps.holding.store.note_waiting(summary["waiting"], now)
+    except Exception as exc:  # noqa: BLE001 - a count for the status page; the hold goes on without it
+        logger.warning("could not count the waiting messages", extra={"error_type": type(exc).__name__})
+    if state.blocks(now):
+        deps.holding.pause_quietly()  # self-healing: a pause that failed when the hold began
+        return {"outcome": "held", **summary}
+    session: KeapSession | None = None
+    try:
+        session = deps.open_session(Deadline.from_context(context, sleep=deps.sleep))
+        method, path, params = PROBE
+        session.request(method, path, "probe", params=params)
+        if session.blocked is not None:
+            raise session.blocked  # Keap answered, and its answer says stop (e.g. the quota is at the reserve)
+    except Exception as exc:  # noqa: BLE001 - any failure of the one probe call: Keap still cannot serve
+        hold = after_failed_probe(state.as_hold(), exc, state.probes, now)
+        deps.holding.store.after_probe(state, hold, f"{type(exc).__name__}: {exc}", now)
+        logger.info("probe failed: the queue stays held",
+                    extra={"reason": hold.reason.value, "error_type": type(exc).__name__,
+                           "next_probe_at": hold.next_probe_at})
+        return {"outcome": "held", "probe": "failed", **summary, "reason": hold.reason.value,
+                "until": hold.until, "next_probe_at": hold.next_probe_at}
+    finally:
+        if session is not None and session.quota is not None:
+            deps.record_quota(session.quota)
+    lifted = deps.holding.lift(state, now)
+    return {"outcome": "resumed" if lifted else "held", "probe": "ok", **summary}

@@ -1,0 +1,90 @@
+"""In-memory stand-ins for the hold's collaborators: the HOLD# item, the event source mapping, the actions queue
+and the DLQ. Exercised by test_batch.py and test_resume.py."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from keaplink.actions.hold_policy import Hold, stronger
+from keaplink.actions.hold_store import HoldState
+
+
+class FakeHoldStore:
+    """Same contract as keaplink.actions.hold_store.HoldStore (conditions on updated_at), in memory."""
+
+    def __init__(self, state: HoldState | None = None) -> None:
+        self.state = state
+        self.waiting: list[int] = []
+
+    def load(self) -> HoldState | None:
+        return self.state
+
+    def hold(self, hold: Hold, now: float) -> HoldState:
+        current = self.state
+        chosen = stronger(current.as_hold() if current else None, hold)
+        self.state = HoldState(chosen.reason, chosen.detail, current.since if current else now, chosen.until,
+                               chosen.next_probe_at, now, current.probes if current else 0)
+        return self.state
+
+    def after_probe(self, seen: HoldState, hold: Hold, result: str, now: float) -> HoldState | None:
+        if self.state is None or self.state.updated_at != seen.updated_at:
+            return None
+        self.state = replace(seen, reason=hold.reason, detail=hold.detail, until=hold.until,
+                             next_probe_at=hold.next_probe_at, updated_at=now, probes=seen.probes + 1,
+                             last_probe_at=now, last_probe_result=result)
+        return self.state
+
+    def probe_now(self, seen: HoldState, now: float) -> None:
+        if self.state is not None and self.state.updated_at == seen.updated_at:
+            self.state = replace(self.state, next_probe_at=now, updated_at=now)
+
+    def clear(self, seen: HoldState) -> bool:
+        if self.state is None or self.state.updated_at != seen.updated_at:
+            return False
+        self.state = None
+        return True
+
+    def note_waiting(self, waiting: int, now: float) -> None:
+        self.waiting.append(waiting)
+
+
+class FakeMapping:
+    def __init__(self) -> None:
+        self.enabled = True
+        self.changes: list[str] = []
+
+    def pause(self) -> int:
+        self.changes.append("pause")
+        changed, self.enabled = self.enabled, False
+        return int(changed)
+
+    def resume(self) -> int:
+        self.changes.append("resume")
+        changed, self.enabled = not self.enabled, True
+        return int(changed)
+
+
+class FakeQueue:
+    def __init__(self, max_receive_count: int | None = 20, waiting: int = 0) -> None:
+        self._max = max_receive_count
+        self._waiting = waiting
+        self.requeued: list[dict[str, Any]] = []
+
+    def max_receive_count(self) -> int | None:
+        return self._max
+
+    def requeue(self, body: str, message_id: str, attributes: Any, delay_s: int = 0) -> int:
+        self.requeued.append({"body": body, "message_id": message_id, "delay_s": delay_s})
+        return len(self.requeued)
+
+    def waiting(self) -> int:
+        return self._waiting
+
+
+class FakeDeadLetters:
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, str, str]] = []
+
+    def send(self, body: str, reason: str, message_id: str) -> None:
+        self.sent.append((body, reason, message_id))

@@ -1,0 +1,120 @@
+"""One SQS batch when Keap cannot serve: the queue is held, records go back without spending Keap calls, and a
+record on its last receive is re-sent (or dead-lettered with its reason), never moved by SQS without one."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from keaplink.actions.batch import MAX_REQUEUES, NOT_READY_DELAY_S, ActionsDeps, process_batch
+from keaplink.actions.hold import Holding
+from keaplink.actions.hold_policy import HoldReason
+from keaplink.actions.hold_store import HoldState
+from keaplink.actions.service import ActionService
+from keaplink.actions.tags import TagIds
+from keaplink.keap.session import KeapSession, Retries
+from tests.unit.fakes import RecordingMetrics
+from tests.unit.hold_fakes import FakeDeadLetters, FakeHoldStore, FakeMapping, FakeQueue
+from tests.unit.keap_fakes import CountingAuth, FakeUsers, ScriptedTransport, answer
+
+NOW = 1_800_000_000.0
+
+
+def record(n: int, body: str, receives: int = 1, attributes: dict[str, Any] | None = None) -> dict[str, Any]:
+    return {"messageId": f"m{n}", "receiptHandle": f"r{n}", "body": body,
+            "attributes": {"ApproximateReceiveCount": str(receives), "SentTimestamp": "0"},
+            "messageAttributes": attributes or {}, "md5OfBody": "", "eventSource": "aws:sqs",
+            "eventSourceARN": "arn:aws:sqs:us-east-1:123456789012:q", "awsRegion": "us-east-1"}
+
+
+def signup(user: str) -> str:
+    return json.dumps({"type": "user.signed_up", "user_id": user, "email": f"{user}@example.com"})
+
+
+class World:
+    def __init__(self, transport: ScriptedTransport | None = None, hold: HoldState | None = None,
+                 max_receive_count: int | None = 20) -> None:
+        self.transport = transport or ScriptedTransport()
+        self.store, self.mapping = FakeHoldStore(hold), FakeMapping()
+        self.queue, self.dlq, self.metrics = FakeQueue(max_receive_count), FakeDeadLetters(), RecordingMetrics()
+        self.users = FakeUsers()
+        self.sessions = 0
+
+    def open_session(self, deadline: Any) -> KeapSession:
+        self.sessions += 1
+        return KeapSession("https://keap.test/crm/rest", CountingAuth(), 5.0, sleep=lambda s: None,
+                           transport=self.transport, deadline=deadline, retries=Retries())
+
+    def deps(self) -> ActionsDeps:
+        return ActionsDeps(service=ActionService(self.users, TagIds(self.users), "buttonpushed"),  # type: ignore[arg-type]
+                           open_session=self.open_session, dead_letters=self.dlq,  # type: ignore[arg-type]
+                           holding=Holding(self.store, self.mapping), queue=self.queue,  # type: ignore[arg-type]
+                           concurrency=4, metrics=self.metrics, clock=lambda: NOW, sleep=lambda s: None)
+
+    def run(self, *records: dict[str, Any]) -> list[str]:
+        response = process_batch({"Records": list(records)}, self.deps())
+        return [f["itemIdentifier"] for f in response["batchItemFailures"]]
+
+
+def held(reason: HoldReason = HoldReason.QUOTA_SPENT, probe_in: float = 3600.0) -> HoldState:
+    return HoldState(reason, "spent", since=NOW - 60, until=NOW + probe_in, next_probe_at=NOW + probe_in,
+                     updated_at=NOW - 60)
+
+
+def test_a_batch_that_arrives_while_held_goes_straight_back_without_a_token_read() -> None:
+    world = World(hold=held())
+    returned = world.run(record(1, signup("u1")), record(2, "{nope"), record(3, signup("u3")))
+    assert returned == ["m1", "m3"] and world.sessions == 0 and world.transport.seen == []
+    assert [d[2] for d in world.dlq.sent] == ["m2"]  # a poison body needs no Keap: dead-lettered anyway
+    assert world.mapping.changes == ["pause"]
+
+
+def test_an_outage_holds_the_queue_after_a_few_calls_and_spares_keap_the_rest() -> None:
+    world = World(ScriptedTransport(*[answer(503) for _ in range(40)]))
+    returned = world.run(*[record(i, signup(f"u{i}")) for i in range(10)])
+    assert len(returned) == 10 and world.dlq.sent == []
+    state = world.store.state
+    assert state is not None and state.reason is HoldReason.KEAP_UNAVAILABLE and state.until is None
+    assert world.mapping.changes == ["pause"] and "MessagesHeld" in world.metrics.names
+    assert len(world.transport.seen) <= 2 * 8 + 2  # at most the calls in flight when the fifth failure came
+
+
+def test_held_records_on_their_last_receive_are_re_sent_not_moved_to_the_dlq_by_sqs() -> None:
+    world = World(ScriptedTransport(*[answer(503) for _ in range(40)]))
+    returned = world.run(record(1, signup("u1"), receives=19), *[record(i, signup(f"u{i}"), receives=3)
+                                                                  for i in range(2, 8)])
+    assert world.store.state is not None  # an outage: held
+    assert returned == [f"m{i}" for i in range(2, 8)] and [r["message_id"] for r in world.queue.requeued] == ["m1"]
+    assert world.queue.requeued[0]["delay_s"] == 0 and world.dlq.sent == []
+
+
+def test_a_record_that_kept_failing_on_its_own_is_dead_lettered_with_why_on_its_last_receive() -> None:
+    world = World(ScriptedTransport(answer(503), answer(503)))
+    assert world.run(record(1, signup("u1"), receives=19)) == []
+    [(_, reason, message_id)] = world.dlq.sent
+    assert message_id == "m1" and "returned 19 times" in reason and "KeapUnavailable" in reason
+    assert world.store.state is None  # one failure is no outage
+
+
+def test_a_press_before_its_signup_is_re_sent_later_then_dead_lettered_after_many_tries() -> None:
+    press = json.dumps({"type": "button.pressed", "user_id": "u9"})
+    world = World()
+    assert world.run(record(1, press, receives=19)) == []
+    assert world.queue.requeued == [{"body": press, "message_id": "m1", "delay_s": NOT_READY_DELAY_S}]
+    tired = {"keaplink-requeues": {"stringValue": str(MAX_REQUEUES), "dataType": "Number"}}
+    assert world.run(record(2, press, receives=19, attributes=tired)) == []
+    assert "NotReady" in world.dlq.sent[0][1] and len(world.queue.requeued) == 1
+
+
+def test_without_the_redrive_policy_records_are_returned_as_before() -> None:
+    world = World(ScriptedTransport(answer(503), answer(503)), max_receive_count=None)
+    assert world.run(record(1, signup("u1"), receives=19)) == ["m1"]
+
+
+@pytest.mark.parametrize("reason", [HoldReason.NEEDS_REAUTH, HoldReason.KEAP_UNAVAILABLE])
+def test_a_due_probe_lets_a_batch_try_keap(reason: HoldReason) -> None:
+    lookup_misses, created = answer(200, {"contacts": [], "next_page_token": ""}), answer(201, {"id": "7"})
+    world = World(ScriptedTransport(lookup_misses, created), hold=held(reason, probe_in=-1))
+    assert world.run(record(1, signup("u1"))) == [] and world.sessions == 1

@@ -1,0 +1,57 @@
+"""Any body — huge, deeply nested, invalid UTF-8, huge numbers, JSON that is no object — is an InvalidMessage
+with a reason, never another exception (which would fail the whole batch)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from keaplink.actions.batch import read
+from keaplink.actions.messages import MAX_BODY_BYTES, ButtonPressed, nesting_depth, parse
+from keaplink.errors import InvalidMessage
+
+VALID = json.dumps({"type": "button.pressed", "user_id": "u1"})
+
+POISON = {
+    "deep arrays (10 KB)": ("[" * 5000 + "]" * 5000, "nested deeper"),
+    "deep objects": ('{"a":' * 2000 + "1" + "}" * 2000, "nested deeper"),
+    "huge integer": (json.dumps({"type": "button.pressed", "user_id": "u1"})[:-1] + ', "n": ' + "9" * 4000 + "}",
+                     "not valid JSON"),
+    "NaN": ('{"type": "button.pressed", "user_id": "u1", "n": NaN}', "not valid JSON"),
+    "lone surrogate": ("\ud800", "not valid UTF-8"),
+    "escaped lone surrogate": ('{"type": "button.pressed", "user_id": "u1", "email": "\\ud800@x.io"}',
+                               "not valid UTF-8"),
+    "invalid UTF-8 bytes": (b"\xff\xfe{}", "not valid UTF-8"),
+    "multi-byte over the byte limit": ("é" * (MAX_BODY_BYTES // 2 + 1), "bytes; the limit"),
+    "an array": ("[1, 2]", "not a JSON object"),
+    "a string": ('"hello"', "not a JSON object"),
+    "type is a list": ('{"type": ["user.signed_up"]}', "unknown message type"),
+    "type is an object": ('{"type": {"a": 1}}', "unknown message type"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(POISON))
+def test_poison_is_an_invalid_message_with_a_reason(case: str) -> None:
+    body, reason = POISON[case]
+    with pytest.raises(InvalidMessage, match=reason):
+        parse(body)
+
+
+def test_the_byte_limit_counts_bytes_not_characters() -> None:
+    body = json.dumps({"type": "button.pressed", "user_id": "u1", "x": "é" * 9000}, ensure_ascii=False)
+    assert len(body) < MAX_BODY_BYTES < len(body.encode())
+    with pytest.raises(InvalidMessage, match="bytes"):
+        parse(body)
+
+
+def test_nesting_is_measured_outside_strings_without_recursion() -> None:
+    assert nesting_depth('{"a": "[[[[[[{{{{"}') == 1
+    assert nesting_depth('{"a": "\\"[[["}') == 1
+    assert nesting_depth("[" * 100000) == 100000  # a loop, not a recursion
+
+
+def test_read_never_raises_whatever_the_record_holds() -> None:
+    assert isinstance(read({"body": VALID}), ButtonPressed)
+    for body in [POISON[c][0] for c in POISON] + [None, 12]:
+        assert isinstance(read({"body": body}), InvalidMessage)  # type: ignore[dict-item]

@@ -1,0 +1,128 @@
+"""The scheduled check of a held queue (probe Keap once when due, resume when it serves) and what a reconnect
+lifts — with in-memory fakes and a fixed clock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from typing import Any
+
+from keaplink.actions.hold import Holding
+from keaplink.actions.hold_policy import HoldReason, probe_interval
+from keaplink.actions.hold_store import HoldState
+from keaplink.actions.resume import CheckDeps, check, is_queue_event
+from keaplink.keap.quota import QuotaGauge
+from keaplink.keap.session import KeapSession, Pacing
+from tests.unit.fakes import RecordingMetrics
+from tests.unit.hold_fakes import FakeHoldStore, FakeMapping, FakeQueue
+from tests.unit.keap_fakes import CountingAuth, ScriptedTransport, answer
+
+NOW = 1_800_000_000.0
+
+
+def hold(reason: HoldReason, next_probe_at: float, probes: int = 0) -> HoldState:
+    return HoldState(reason, "why", since=NOW - 7200, until=None, next_probe_at=next_probe_at, updated_at=NOW - 60,
+                     probes=probes)
+
+
+class World:
+    def __init__(self, state: HoldState | None, *answers: Any) -> None:
+        self.store, self.mapping = FakeHoldStore(state), FakeMapping()
+        self.mapping.enabled = state is None
+        self.transport = ScriptedTransport(*answers)
+        self.metrics = RecordingMetrics()
+        self.sessions = 0
+
+    def open_session(self, deadline: Any) -> KeapSession:
+        self.sessions += 1
+        return KeapSession("https://keap.test/crm/rest", CountingAuth(), 5.0, sleep=lambda s: None,
+                           transport=self.transport, deadline=deadline,
+                           pacing=Pacing(QuotaGauge(), 2, clock=lambda: NOW))
+
+    def check(self) -> dict[str, Any]:
+        deps = CheckDeps(holding=Holding(self.store, self.mapping, self.metrics),  # type: ignore[arg-type]
+                         open_session=self.open_session, queue=FakeQueue(waiting=42),  # type: ignore[arg-type]
+                         metrics=self.metrics, clock=lambda: NOW, sleep=lambda s: None)
+        return check(deps)
+
+
+def test_scheduled_events_are_told_from_sqs_batches() -> None:
+    assert is_queue_event({"Records": []}) and not is_queue_event({"source": "aws.events"})
+
+
+def test_nothing_happens_when_nothing_is_held() -> None:
+    world = World(None)
+    assert world.check() == {"outcome": "not_held"} and world.sessions == 0 and world.mapping.changes == []
+
+
+def test_a_hold_reports_its_age_and_the_waiting_messages_and_calls_nobody_before_its_probe() -> None:
+    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW + 300))
+    result = world.check()
+    assert result["outcome"] == "held" and result["waiting"] == 42 and world.store.waiting == [42]
+    assert world.sessions == 0 and world.transport.seen == [] and "QueueHeldSeconds" in world.metrics.names
+    assert world.mapping.changes == ["pause"]  # self-healing, in case the pause failed when the hold began
+
+
+def test_keap_serving_again_lifts_the_hold_and_resumes_the_queue() -> None:
+    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW - 1), answer(200, {"tags": []}))
+    assert world.check()["outcome"] == "resumed"
+    assert world.store.state is None and world.mapping.enabled and "QueueResumed" in world.metrics.names
+    assert len(world.transport.seen) == 1  # one probe
+
+
+def test_a_failed_probe_backs_off() -> None:
+    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW - 1, probes=3), answer(503), answer(503))
+    result = world.check()
+    state = world.store.state
+    assert result["outcome"] == "held" and result["probe"] == "failed"
+    assert state is not None and state.probes == 4 and state.next_probe_at == NOW + probe_interval(4)
+    assert state.last_probe_result and "503" in state.last_probe_result and not world.mapping.enabled
+
+
+def test_a_probe_that_meets_a_spent_quota_waits_for_its_reset() -> None:
+    spent = {"x-keap-product-quota-available": "0", "x-keap-product-quota-expiry-time": str(int((NOW + 5000) * 1000))}
+    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW - 1), answer(429, headers=spent))
+    world.check()
+    state = world.store.state
+    assert state is not None and state.reason is HoldReason.QUOTA_SPENT and state.until == NOW + 5000
+
+
+def test_a_probe_answered_with_a_quota_at_the_reserve_does_not_resume() -> None:
+    """Keap serves the probe, but its headers say the quota is down to keaplink's reserve: resuming would only
+    make the next batch hold again."""
+    low = {"x-keap-product-quota-available": "3", "x-keap-product-quota-limit": "150000",
+           "x-keap-product-quota-expiry-time": str(int((NOW + 5000) * 1000))}
+    world = World(hold(HoldReason.QUOTA_SPENT, NOW - 1), answer(200, {"tags": []}, headers=low))
+    assert world.check()["outcome"] == "held"
+    state = world.store.state
+    assert state is not None and state.until == NOW + 5000 and not world.mapping.enabled
+
+
+def test_a_hold_renewed_during_the_probe_stands() -> None:
+    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW - 1), answer(200, {"tags": []}))
+    original = world.store.clear
+
+    def renewed_meanwhile(seen: HoldState) -> bool:
+        assert world.store.state is not None
+        world.store.state = replace(world.store.state, updated_at=NOW)  # a batch met Keap down again
+        return original(seen)
+
+    world.store.clear = renewed_meanwhile  # type: ignore[method-assign]
+    assert world.check()["outcome"] == "held" and world.store.state is not None and not world.mapping.enabled
+
+
+def test_a_reconnect_lifts_what_a_reconnect_cures_and_makes_keaps_own_holds_probe_now() -> None:
+    for reason in (HoldReason.NOT_CONNECTED, HoldReason.NEEDS_REAUTH, HoldReason.CREDENTIALS_REFUSED):
+        world = World(hold(reason, NOW + 600))
+        assert Holding(world.store, world.mapping).after_reconnect(NOW) == "resumed"  # type: ignore[arg-type]
+        assert world.store.state is None and world.mapping.enabled
+    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW + 600))
+    assert Holding(world.store, world.mapping).after_reconnect(NOW) == "held"  # type: ignore[arg-type]
+    assert world.store.state is not None and world.store.state.next_probe_at == NOW and not world.mapping.enabled
+    spent = replace(hold(HoldReason.QUOTA_SPENT, NOW + 6 * 3600), until=NOW + 6 * 3600)
+    world = World(spent)
+    assert Holding(world.store, world.mapping).after_reconnect(NOW) == "held"  # type: ignore[arg-type]
+    assert world.store.state == spent  # a reconnect does not reset Keap's quota: no wasted probe
+    world = World(None)
+    world.mapping.enabled = False  # paused without a hold (an older version): the safety net resumes
+    assert Holding(world.store, world.mapping).after_reconnect(NOW) == "resumed"  # type: ignore[arg-type]
+    assert world.mapping.enabled

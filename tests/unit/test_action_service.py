@@ -135,3 +135,61 @@ def test_a_named_tag_is_applied(world) -> None:  # type: ignore[no-untyped-def]
     service.apply(SignedUp("u1", "ada@example.com"), keap)
     service.apply(ContactTag("u1", "VIP; 2026"), keap)
     assert keap.tags["VIP; 2026"] in keap.contacts["1"].tag_ids
+
+
+# --- tag applications sent together (one call per tag and 100 contacts) ----------------------------------
+def prepared(service, keap, users, n: int, tag: str = "buttonpushed"):  # type: ignore[no-untyped-def]
+    for i in range(n):
+        service.apply(SignedUp(f"u{i}", f"user{i}@example.com"), keap)
+    keap.tags.setdefault(tag, str(7 + len(keap.tags)))
+    steps = [service.prepare(ButtonPressed(f"u{i}") if tag == "buttonpushed" else ContactTag(f"u{i}", tag), keap)
+             for i in range(n)]
+    keap.calls.clear()
+    return steps
+
+
+def test_applications_of_one_tag_go_out_in_one_call_per_100_contacts(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    steps = prepared(service, keap, users, 250)
+    outcomes = service.apply_tags(steps, keap)
+    assert outcomes == ["tagged"] * 250
+    assert keap.calls == ["apply_tag"] * 3  # 100 + 100 + 50
+    assert all(users.get(f"u{i}").tags == {"buttonpushed"} for i in range(250))
+
+
+def test_each_application_settles_on_its_own_contacts_result(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    steps = prepared(service, keap, users, 3)
+    gone = users.get("u1").contact_id
+    del keap.contacts[gone]  # deleted in Keap: that one heals (found again by e-mail, created), the others done
+    outcomes = service.apply_tags([*steps, steps[0]], keap)  # the same application twice: one contact id sent
+    assert outcomes == ["tagged"] * 4
+    assert keap.calls[0] == "apply_tag" and keap.calls.count("apply_tag") == 2  # the batch's, then the healed one
+    assert users.get("u1").contact_id != gone
+
+
+def test_a_tag_deleted_in_keap_is_healed_once_for_the_whole_call(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    steps = prepared(service, keap, users, 5)
+    keap.tags.clear()  # deleted in Keap after the records were prepared
+    assert service.apply_tags(steps, keap) == ["tagged"] * 5
+    assert keap.calls == ["apply_tag", "tag_exists", "find_tag_id", "create_tag", "apply_tag"]
+
+
+def test_an_error_of_a_call_belongs_to_its_applications_only(world) -> None:  # type: ignore[no-untyped-def]
+    from keaplink.errors import KeapUnavailable
+
+    service, keap, users = world
+    steps = prepared(service, keap, users, 2) + prepared(service, keap, users, 0, tag="vip")
+    vip = service.prepare(ContactTag("u0", "vip"), keap)
+    original = keap.apply_tag
+
+    def flaky(tag_id: str, contact_ids: list[str]) -> dict[str, str]:
+        if tag_id == keap.tags["vip"]:
+            raise KeapUnavailable("apply tag: HTTP 503", 503)
+        return original(tag_id, contact_ids)
+
+    keap.apply_tag = flaky  # type: ignore[method-assign]
+    outcomes = service.apply_tags([*steps, vip], keap)
+    assert outcomes[:2] == ["tagged", "tagged"] and isinstance(outcomes[2], KeapUnavailable)
+    assert users.get("u0").tags == {"buttonpushed"}

@@ -30,6 +30,7 @@ from keaplink.actions.hold_policy import Hold, should_hold, stronger
 from keaplink.actions.messages import Message, parse
 from keaplink.actions.ordering import predecessors
 from keaplink.actions.queue import requeues
+from keaplink.actions.service import PendingTag
 from keaplink.errors import InvalidMessage, KeapRequestRejected, NotReady, OutOfTime
 from keaplink.keap.client import KeapClient
 from keaplink.keap.deadline import Deadline
@@ -109,56 +110,103 @@ def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None)
     opened = _open_session(records, readings, deps, Deadline.from_context(context, sleep=deps.sleep))
     if isinstance(opened, dict):
         return opened  # held: the batch's answer
-    session = opened
-    keap = KeapClient(session)
-    waits_for = predecessors([m.user_id if not isinstance(m, InvalidMessage) else None for m in readings])
-    index = {id(r): i for i, r in enumerate(records)}
-    done = [asyncio.Event() for _ in records]
-    findings = _Findings()
-    semaphore = asyncio.Semaphore(deps.concurrency)
-    executor = ThreadPoolExecutor(max_workers=deps.concurrency, thread_name_prefix="keap")
-
-    def work(i: int, record: SQSRecord) -> str:
-        reading = readings[i]
-        if isinstance(reading, InvalidMessage):
-            return _dead_letter(deps, record.body, record.message_id, str(reading))
-        try:
-            if findings.hold is not None:
-                raise HeldBack(findings.hold.reason.value)
-            return deps.service.apply(reading, keap)
-        except KeapRequestRejected as exc:
-            return _dead_letter(deps, record.body, record.message_id, f"Keap rejected the request: {exc}")
-        except Exception as exc:
-            findings.failed(i, exc, should_hold(exc, deps.clock()))
-            raise
-
-    async def record_handler(record: SQSRecord) -> str:
-        i = index[id(record.raw_event)]
-        try:
-            before = waits_for[i]
-            if before is not None:
-                await done[before].wait()
-            async with semaphore:
-                return await asyncio.get_running_loop().run_in_executor(executor, work, i, record)
-        finally:
-            done[i].set()
+    run = _Run(records, readings, deps, KeapClient(opened))
 
     from aws_lambda_powertools.utilities.batch import AsyncBatchProcessor, EventType, async_process_partial_response
 
     processor = AsyncBatchProcessor(event_type=EventType.SQS, raise_on_entire_batch_failure=False)
     try:
-        response: dict[str, Any] = dict(async_process_partial_response(event, record_handler, processor, context))
+        response: dict[str, Any] = dict(async_process_partial_response(event, run.handle, processor, context))
     finally:
-        executor.shutdown(wait=False)
+        run.executor.shutdown(wait=False)
     failed_ids = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
     failed = {i for i, r in enumerate(records) if r.get("messageId") in failed_ids}
-    if session.quota is not None:
-        deps.record_quota(session.quota)
-    result = _finish(records, failed, findings.errors, findings.hold, deps)
+    if opened.quota is not None:
+        deps.record_quota(opened.quota)
+    hold = run.findings.hold
+    result = _finish(records, failed, run.findings.errors, hold, deps)
     logger.info("batch done", extra={"records": len(records), "returned": len(result["batchItemFailures"]),
-                                     "keap_calls": session.calls,
-                                     "held": findings.hold.reason.value if findings.hold else None})
+                                     "keap_calls": opened.calls, "tag_applications": len(run.pending),
+                                     "held": hold.reason.value if hold else None})
     return result
+
+
+class _Run:
+    """One batch in flight. Each record is *prepared* (its contact and tag resolved; a signup done) in arrival
+    order per user and concurrently across users; once every record is prepared, the batch's tag applications
+    go out together — one Keap call per tag and 100 contacts — and each record settles on its own contact's
+    result."""
+
+    def __init__(self, records: list[dict[str, Any]], readings: list[Message | InvalidMessage], deps: ActionsDeps,
+                 keap: KeapClient) -> None:
+        self.readings, self.deps, self.keap = readings, deps, keap
+        self.index = {id(r): i for i, r in enumerate(records)}
+        self.waits_for = predecessors([m.user_id if not isinstance(m, InvalidMessage) else None for m in readings])
+        self.prepared = [asyncio.Event() for _ in records]  # a user's next record waits for this one's preparation
+        self.pending: dict[int, PendingTag] = {}
+        self.tag_round: asyncio.Future[dict[int, str | Exception]] | None = None
+        self.findings = _Findings()
+        self.semaphore = asyncio.Semaphore(deps.concurrency)
+        self.executor = ThreadPoolExecutor(max_workers=deps.concurrency, thread_name_prefix="keap")
+
+    async def handle(self, record: SQSRecord) -> str:
+        i = self.index[id(record.raw_event)]
+        loop = asyncio.get_running_loop()
+        try:
+            before = self.waits_for[i]
+            if before is not None:
+                await self.prepared[before].wait()
+            async with self.semaphore:
+                done = await loop.run_in_executor(self.executor, self._prepare, i, record)
+        finally:
+            self.prepared[i].set()
+        if done is not None:
+            return done
+        if self.tag_round is None:  # the first record to get here starts the round: once all are prepared
+            self.tag_round = asyncio.ensure_future(self._apply_when_prepared())
+        outcome = (await asyncio.shield(self.tag_round))[i]
+        # Settled on what Keap answered for this record, even if another tag's call meanwhile found Keap unable.
+        return str(self._guarded(i, record, lambda: _settle(outcome), check_hold=False))
+
+    def _guarded(self, i: int, record: SQSRecord, step: Callable[[], str | PendingTag],
+                 check_hold: bool = True) -> str | PendingTag:
+        """One step of one record; what it raises is sorted into "never" (the DLQ) or "later" (back)."""
+        try:
+            if check_hold and self.findings.hold is not None:
+                raise HeldBack(self.findings.hold.reason.value)
+            return step()
+        except KeapRequestRejected as exc:
+            return _dead_letter(self.deps, record.body, record.message_id, f"Keap rejected the request: {exc}")
+        except Exception as exc:
+            self.findings.failed(i, exc, should_hold(exc, self.deps.clock()))
+            raise
+
+    def _prepare(self, i: int, record: SQSRecord) -> str | None:
+        reading = self.readings[i]
+        if isinstance(reading, InvalidMessage):
+            return _dead_letter(self.deps, record.body, record.message_id, str(reading))
+        step = self._guarded(i, record, lambda: self.deps.service.prepare(reading, self.keap))
+        if isinstance(step, PendingTag):
+            self.pending[i] = step
+            return None
+        return step
+
+    async def _apply_when_prepared(self) -> dict[int, str | Exception]:
+        await asyncio.gather(*(e.wait() for e in self.prepared))
+        return await asyncio.get_running_loop().run_in_executor(self.executor, self._apply_pending)
+
+    def _apply_pending(self) -> dict[int, str | Exception]:
+        order = sorted(self.pending)
+        if self.findings.hold is not None:
+            return {i: HeldBack(self.findings.hold.reason.value) for i in order}
+        outcomes = self.deps.service.apply_tags([self.pending[i] for i in order], self.keap)
+        return dict(zip(order, outcomes, strict=True))
+
+
+def _settle(outcome: str | Exception) -> str:
+    if isinstance(outcome, Exception):
+        raise outcome
+    return outcome
 
 
 def _open_session(records: list[dict[str, Any]], readings: list[Message | InvalidMessage], deps: ActionsDeps,

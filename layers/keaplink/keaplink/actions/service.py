@@ -16,7 +16,8 @@ calls happen in the Keap session; what is raised here the batch sorts into "neve
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 from keaplink.actions.messages import ButtonPressed, SignedUp
@@ -24,12 +25,25 @@ from keaplink.actions.tag_results import TagResult, classify
 from keaplink.errors import KeapRequestRejected, KeapUnavailable, NotReady
 
 if TYPE_CHECKING:
-    from keaplink.actions.messages import ContactTag, Message
+    from keaplink.actions.messages import Message
     from keaplink.actions.tags import TagIds
     from keaplink.actions.users import UserRecord, UserStore
     from keaplink.keap.client import Contact, KeapClient
 
 HEALING_ROUNDS = 3  # stale ids found and replaced within one message, at most
+MAX_CONTACTS_PER_CALL = 100  # Keap's v1 applyTags refuses more; v2 documents no limit: the safe side
+_UNSENT = object()  # no answer from Keap for this contact yet
+
+
+@dataclass(frozen=True)
+class PendingTag:
+    """A tag application a message is waiting for, sent by the batch with the others of its tag."""
+
+    user_id: str
+    email: str | None
+    tag: str
+    tag_id: str
+    contact_id: str
 
 
 @dataclass
@@ -39,11 +53,15 @@ class ActionService:
     button_tag: str
 
     def apply(self, message: Message, keap: KeapClient) -> str:
-        """Do what the message asks; returns what was done. Raises typed errors (see the module's doc)."""
-        if isinstance(message, SignedUp):
-            return self._sign_up(message, keap)
-        tag = self.button_tag if isinstance(message, ButtonPressed) else message.tag
-        return self._tag_once(message, tag, keap)
+        """Do what one message asks; returns what was done. Raises typed errors (see the module's doc). A batch
+        uses :meth:`prepare` and :meth:`apply_tags` instead, to send its tag applications together."""
+        step = self.prepare(message, keap)
+        if isinstance(step, str):
+            return step
+        [outcome] = self.apply_tags([step], keap)
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     # --- contacts -------------------------------------------------------------------------------------
     def _sign_up(self, message: SignedUp, keap: KeapClient) -> str:
@@ -69,7 +87,12 @@ class ActionService:
                                 new_tenant=stored.tenant != keap.tenant)
 
     # --- tags -----------------------------------------------------------------------------------------
-    def _tag_once(self, message: ButtonPressed | ContactTag, tag: str, keap: KeapClient) -> str:
+    def prepare(self, message: Message, keap: KeapClient) -> str | PendingTag:
+        """Everything a message needs before the tag application itself: the outcome when nothing is left to
+        send (a signup, a tag already applied), else the application the batch sends with others of its tag."""
+        if isinstance(message, SignedUp):
+            return self._sign_up(message, keap)
+        tag = self.button_tag if isinstance(message, ButtonPressed) else message.tag
         stored = self.users.get(message.user_id)
         user = stored.in_tenant(keap.tenant)  # ids and tags of another Keap app do not count here
         if tag in user.tags:
@@ -87,42 +110,98 @@ class ActionService:
         if tag_id in contact_tags:  # the contact had the tag when keaplink found it: nothing to send
             self.users.mark_tagged(message.user_id, tag)
             return "already tagged in Keap"
-        return self._apply_healing(message.user_id, email, tag, tag_id, contact_id, keap)
+        return PendingTag(message.user_id, email, tag, tag_id, contact_id)
 
-    def _apply_healing(self, user_id: str, email: str | None, tag: str, tag_id: str, contact_id: str,
-                       keap: KeapClient) -> str:
+    def apply_tags(self, pending: Sequence[PendingTag], keap: KeapClient) -> list[str | Exception]:
+        """Send tag applications together: one ``applyTags`` call per tag and up to 100 contacts. Each one's
+        outcome comes from its own contact's result (an error for that one alone, never for the others)."""
+        outcomes: list[str | Exception | None] = [None] * len(pending)
+        by_tag: dict[str, list[int]] = {}
+        for i, p in enumerate(pending):
+            by_tag.setdefault(p.tag_id, []).append(i)
+        for tag_id, members in by_tag.items():
+            contact_ids = list(dict.fromkeys(pending[i].contact_id for i in members))
+            for start in range(0, len(contact_ids), MAX_CONTACTS_PER_CALL):
+                chunk = contact_ids[start:start + MAX_CONTACTS_PER_CALL]
+                involved = [i for i in members if pending[i].contact_id in chunk]
+                try:
+                    results = self._apply_chunk(pending[involved[0]].tag, tag_id, chunk, keap)
+                except Exception as exc:  # noqa: BLE001 - the error belongs to each application of this call
+                    for i in involved:
+                        outcomes[i] = exc
+                    continue
+                for i in involved:
+                    answered = _UNSENT if results is None else results[1].get(pending[i].contact_id)
+                    p = pending[i] if results is None else replace(pending[i], tag_id=results[0])
+                    outcomes[i] = self._settle_quietly(p, keap, answered)
+        return [o if o is not None else KeapUnavailable("tag application not sent", 0) for o in outcomes]
+
+    def _apply_chunk(self, tag: str, tag_id: str, chunk: list[str],
+                     keap: KeapClient) -> tuple[str, dict[str, str]] | None:
+        """One call for up to 100 contacts: (the tag id used, the result per contact). A tag deleted in Keap is
+        found or created again once, for the whole chunk; None when Keap refused the call as a whole (each
+        application then settles on its own)."""
+        try:
+            return tag_id, keap.apply_tag(tag_id, chunk)
+        except KeapRequestRejected as exc:
+            if exc.status not in (400, 404):
+                raise
+            if exc.status == 404 and not keap.tag_exists(tag_id):
+                self.tags.forget(tag, tag_id, keap)
+                tag_id = self.tags.get(tag, keap)
+                try:
+                    return tag_id, keap.apply_tag(tag_id, chunk)
+                except KeapRequestRejected as again:
+                    if again.status not in (400, 404):
+                        raise
+            return None
+
+    def _settle_quietly(self, p: PendingTag, keap: KeapClient, answered: object) -> str | Exception:
+        try:
+            return self._settle(p, keap, answered)
+        except Exception as exc:  # noqa: BLE001 - this application's outcome, handed to its record
+            return exc
+
+    def _settle(self, p: PendingTag, keap: KeapClient, answered: object = None) -> str:
+        """Read Keap's result for one contact by its meaning, healing stale ids (``answered``: the result the
+        batch's call gave for it; ``_UNSENT``: not sent yet, or refused as a whole)."""
+        tag_id, contact_id = p.tag_id, p.contact_id
         for _ in range(HEALING_ROUNDS):
             refusal: KeapRequestRejected | None = None
-            try:
-                result: str | None = keap.apply_tag(tag_id, [contact_id]).get(contact_id)
-            except KeapRequestRejected as exc:
-                if exc.status not in (400, 404):
-                    raise
-                if exc.status == 404 and not keap.tag_exists(tag_id):  # the tag was deleted: find or create it
-                    self.tags.forget(tag, tag_id, keap)
-                    tag_id = self.tags.get(tag, keap)
-                    continue
-                # The whole call refused, the tag being there: a contact id Keap does not know (some APIs
-                # answer that with 404 or 400) or a real refusal. The contact decides.
-                result, refusal = None, exc
+            if answered is _UNSENT:
+                try:
+                    result: str | None = keap.apply_tag(tag_id, [contact_id]).get(contact_id)
+                except KeapRequestRejected as exc:
+                    if exc.status not in (400, 404):
+                        raise
+                    if exc.status == 404 and not keap.tag_exists(tag_id):  # the tag was deleted: find or create
+                        self.tags.forget(p.tag, tag_id, keap)
+                        tag_id = self.tags.get(p.tag, keap)
+                        continue
+                    # The whole call refused, the tag being there: a contact id Keap does not know (some APIs
+                    # answer that with 404 or 400) or a real refusal. The contact decides.
+                    result, refusal = None, exc
+            else:
+                result = answered if isinstance(answered, str) else None
+            answered = _UNSENT  # a next round sends again
             kind = classify(result)
             if kind is TagResult.UNKNOWN:
-                kind = self._verify(result, tag, tag_id, contact_id, keap, refusal)
+                kind = self._verify(result, p.tag, tag_id, contact_id, keap, refusal)
             if kind is not TagResult.CONTACT_GONE:
-                self.users.mark_tagged(user_id, tag)
+                self.users.mark_tagged(p.user_id, p.tag)
                 return "tagged" if kind is TagResult.APPLIED else "already tagged in Keap"
-            if not email:
-                raise KeapRequestRejected(f"contact {contact_id} no longer exists in Keap and user {user_id} "
+            if not p.email:
+                raise KeapRequestRejected(f"contact {contact_id} no longer exists in Keap and user {p.user_id} "
                                           "has no e-mail to find it again", 404)
-            contact, _ = self._resolve(email, keap)  # merged into another contact, or deleted: find it again
-            self.users.save_contact(user_id, contact.id, email, keap.tenant, contact.tag_ids)
+            contact, _ = self._resolve(p.email, keap)  # merged into another contact, or deleted: find it again
+            self.users.save_contact(p.user_id, contact.id, p.email, keap.tenant, contact.tag_ids)
             if contact.id == contact_id:
                 raise KeapUnavailable(f"Keap says contact {contact_id} is gone but finds it by e-mail", 0)
             contact_id = contact.id
             if tag_id in contact.tag_ids:
-                self.users.mark_tagged(user_id, tag)
+                self.users.mark_tagged(p.user_id, p.tag)
                 return "already tagged in Keap"
-        raise KeapUnavailable(f"tag {tag!r} not applied: ids kept going stale ({HEALING_ROUNDS} rounds)", 0)
+        raise KeapUnavailable(f"tag {p.tag!r} not applied: ids kept going stale ({HEALING_ROUNDS} rounds)", 0)
 
     @staticmethod
     def _verify(result: str | None, tag: str, tag_id: str, contact_id: str, keap: KeapClient,

@@ -224,3 +224,22 @@ def test_slows_down_when_keaps_headers_say_the_window_is_nearly_spent(connected,
     emf = [json.loads(line) for line in capsys.readouterr().out.splitlines() if '"_aws"' in line]
     values = [m["KeapSlowedDown"] for m in emf if "KeapSlowedDown" in m]  # a number, or a list of them
     assert sum(sum(v) if isinstance(v, list) else v for v in values) >= 1
+
+
+def test_a_press_that_overtook_its_signup_comes_back_in_seconds(aws, sandbox) -> None:
+    """With the queue's real visibility timeout (here 360 s, as the template sets), the press is visible again
+    after 15 s instead of six minutes."""
+    flows.connect()
+    sqs = aws.client("sqs")
+    sqs.set_queue_attributes(QueueUrl=aws.queue_url, Attributes={"VisibilityTimeout": "360"})
+    send(aws, press("u1"))
+    _, failed = poll_once(aws, handler)
+    assert len(failed) == 1
+    send(aws, signup("u1", "ada@example.com"))
+    poll_once(aws, handler)  # the signup (the press is still invisible)
+    assert queue_depth(aws, aws.queue_url) == 1
+    import time
+
+    time.sleep(16)  # moto's SQS keeps real time
+    delivered, failed = poll_once(aws, handler)
+    assert (delivered, failed) == (1, []) and contacts(sandbox)[0]["tag_ids"]

@@ -70,6 +70,7 @@ class FakeQueue:
         self._max = max_receive_count
         self._waiting = waiting
         self.requeued: list[dict[str, Any]] = []
+        self.retries: list[tuple[str, int]] = []
 
     def max_receive_count(self) -> int | None:
         return self._max
@@ -77,6 +78,9 @@ class FakeQueue:
     def requeue(self, body: str, message_id: str, attributes: Any, delay_s: int = 0) -> int:
         self.requeued.append({"body": body, "message_id": message_id, "delay_s": delay_s})
         return len(self.requeued)
+
+    def retry_in(self, receipt_handle: str, delay_s: int) -> None:
+        self.retries.append((receipt_handle, delay_s))
 
     def waiting(self) -> int:
         return self._waiting

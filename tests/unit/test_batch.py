@@ -118,3 +118,10 @@ def test_a_due_probe_lets_a_batch_try_keap(reason: HoldReason) -> None:
     lookup_misses, created = answer(200, {"contacts": [], "next_page_token": ""}), answer(201, {"id": "7"})
     world = World(ScriptedTransport(lookup_misses, created), hold=held(reason, probe_in=-1))
     assert world.run(record(1, signup("u1"))) == [] and world.sessions == 1
+
+
+def test_a_press_before_its_signup_comes_back_in_seconds_not_after_the_visibility_timeout() -> None:
+    world = World()
+    press = json.dumps({"type": "button.pressed", "user_id": "nobody-yet"})
+    assert world.run(record(1, press), record(2, press.replace("nobody-yet", "other"), receives=3)) == ["m1", "m2"]
+    assert world.queue.retries == [("r1", 15), ("r2", 45)] and world.transport.seen == []

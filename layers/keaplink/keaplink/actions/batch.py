@@ -49,6 +49,8 @@ if TYPE_CHECKING:
 LAST_CHANCE_MARGIN = 1  # ApproximateReceiveCount is approximate: act one receive early
 MAX_REQUEUES = 24  # a press still without its signup after this many re-sends (a day or more) is dead-lettered
 NOT_READY_DELAY_S = 900  # a record not ready on its last chance comes back after 15 minutes
+NOT_READY_RETRY_S = 15  # a press that overtook its signup comes back after 15 s per receive, not the 6-minute
+#                         visibility timeout: its signup is usually done by then
 
 
 class HeldBack(Exception):
@@ -251,12 +253,22 @@ def _finish(records: list[dict[str, Any]], failed: set[int], errors: Mapping[int
         record = records[i]
         if not _last_chance(record, deps) or not _rescue(record, errors.get(i), hold, deps):
             returned.append(str(record.get("messageId")))
+            if hold is None and isinstance(errors.get(i), NotReady):
+                _retry_soon(record, deps)
     deps.metrics.add_metric("MessagesProcessed", MetricUnit.Count, len(records) - len(failed))
     if returned:
         deps.metrics.add_metric("MessagesReturned", MetricUnit.Count, len(returned))
     if hold is not None and failed:
         deps.metrics.add_metric("MessagesHeld", MetricUnit.Count, len(failed))
     return {"batchItemFailures": [{"itemIdentifier": m} for m in dict.fromkeys(returned)]}
+
+
+def _retry_soon(record: Mapping[str, Any], deps: ActionsDeps) -> None:
+    """Not ready yet (a press before its signup): back in seconds rather than after the visibility timeout."""
+    try:
+        deps.queue.retry_in(str(record.get("receiptHandle", "")), NOT_READY_RETRY_S * receive_count(record))
+    except Exception as exc:  # noqa: BLE001 - it comes back after the visibility timeout all the same
+        logger.warning("could not shorten a record's visibility", extra={"error_type": type(exc).__name__})
 
 
 def _last_chance(record: Mapping[str, Any], deps: ActionsDeps) -> bool:

@@ -22,21 +22,29 @@ class ActionsQueue:
         self._url = url  # read on first use: most batches never need it
         self._lock = threading.Lock()
         self._max_receive_count: int | None = None
+        self._visibility_s: int | None = None
         self._looked_up = False
 
-    def max_receive_count(self) -> int | None:
-        """The queue's ``maxReceiveCount`` (looked up once per container); None when unknown."""
+    def _look_up(self) -> None:
+        """The queue's redrive policy and visibility timeout, once per container; None where unknown."""
         with self._lock:
-            if not self._looked_up:
-                self._looked_up = True
-                try:
-                    attrs = self._sqs().get_queue_attributes(QueueUrl=self._url(), AttributeNames=["RedrivePolicy"])
-                    policy = json.loads(attrs.get("Attributes", {}).get("RedrivePolicy") or "{}")
-                    self._max_receive_count = int(policy["maxReceiveCount"]) if "maxReceiveCount" in policy else None
-                except Exception as exc:  # noqa: BLE001 - unknown means: no last-chance handling, as before
-                    logger.warning("could not read the queue's redrive policy",
-                                   extra={"error_type": type(exc).__name__})
-            return self._max_receive_count
+            if self._looked_up:
+                return
+            self._looked_up = True
+            try:
+                attrs = self._sqs().get_queue_attributes(
+                    QueueUrl=self._url(), AttributeNames=["RedrivePolicy", "VisibilityTimeout"]).get("Attributes", {})
+                policy = json.loads(attrs.get("RedrivePolicy") or "{}")
+                self._max_receive_count = int(policy["maxReceiveCount"]) if "maxReceiveCount" in policy else None
+                self._visibility_s = int(attrs["VisibilityTimeout"]) if "VisibilityTimeout" in attrs else None
+            except Exception as exc:  # noqa: BLE001 - unknown means: no last-chance handling, as before
+                logger.warning("could not read the queue's redrive policy",
+                               extra={"error_type": type(exc).__name__})
+
+    def max_receive_count(self) -> int | None:
+        """The queue's ``maxReceiveCount``; None when unknown."""
+        self._look_up()
+        return self._max_receive_count
 
     def requeue(self, body: str, message_id: str, attributes: Mapping[str, Any], delay_s: int = 0) -> int:
         """Send ``body`` again as a new message (receive count 0), carrying the record's string attributes and
@@ -58,6 +66,15 @@ class ActionsQueue:
             },
         )
         return count
+
+    def retry_in(self, receipt_handle: str, delay_s: int) -> None:
+        """Make a received record visible again after ``delay_s`` — sooner than the queue's visibility timeout,
+        never later (nothing is done when that is shorter anyway, or unknown)."""
+        self._look_up()
+        if self._visibility_s is None or delay_s >= self._visibility_s:
+            return
+        self._sqs().change_message_visibility(QueueUrl=self._url(), ReceiptHandle=receipt_handle,
+                                              VisibilityTimeout=max(0, delay_s))
 
     def waiting(self) -> int:
         """Messages in the queue: visible, in flight and delayed (approximate, as SQS counts them)."""

@@ -19,6 +19,7 @@ from keaplink import root
 from tests.support import flows
 from tests.support.apigw import basic
 from tests.support.aws_local import ADMIN_PASSWORD
+from tests.support.template import load_template
 
 RIGHT = {"Authorization": basic("admin", ADMIN_PASSWORD)}
 WRONG = {"Authorization": basic("admin", "not-the-password-at-all")}
@@ -116,11 +117,7 @@ def test_a_too_short_password_refuses_everyone_with_a_clear_error(aws) -> None:
 
 
 def template() -> dict[str, Any]:
-    from cfnlint.decode import decode
-
-    tpl, errors = decode("template.yaml")
-    assert not errors and tpl is not None
-    return dict(tpl)
+    return load_template()
 
 
 def test_the_template_refuses_a_short_admin_password_but_allows_a_generated_one() -> None:

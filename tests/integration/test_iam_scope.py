@@ -22,6 +22,7 @@ from tests.support.apigw import FakeContext, basic
 from tests.support.handlers import load_handler
 from tests.support.lambda_local import register_actions_function
 from tests.support.sqs_poller import drain, poll_once, send
+from tests.support.template import load_template
 
 FUNCTIONS = {"admin": "AdminFunction", "callback": "CallbackFunction", "refresh": "RefreshFunction",
              "actions": "ActionsFunction"}
@@ -29,11 +30,7 @@ TABLES = ("ConnectionTable", "DataTable")
 
 
 def template() -> dict[str, Any]:
-    from cfnlint.decode import decode
-
-    tpl, errors = decode("template.yaml")
-    assert not errors and tpl is not None
-    return dict(tpl)
+    return load_template()
 
 
 def dynamodb_statements(function: str) -> list[dict[str, Any]]:

@@ -2,44 +2,22 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 
 from keaplink.config import DEFAULT_ACTIONS_CONTAINERS, DEFAULT_REFRESH_LEASE_S
-
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
-
-
-class _CfnLoader(yaml.SafeLoader):
-    """YAML with CloudFormation's short tags (!Ref, !GetAtt, !Sub, …) read as {"Ref": …}-like mappings."""
-
-
-def _tag(loader: yaml.SafeLoader, suffix: str, node: yaml.Node) -> Any:
-    name = "Ref" if suffix == "Ref" else f"Fn::{suffix}"
-    if isinstance(node, yaml.ScalarNode):
-        value: Any = loader.construct_scalar(node)
-    elif isinstance(node, yaml.SequenceNode):
-        value = loader.construct_sequence(node, deep=True)
-    else:
-        value = loader.construct_mapping(node, deep=True)  # type: ignore[arg-type]
-    return {name: value}
-
-
-_CfnLoader.add_multi_constructor("!", _tag)
+from tests.support.template import functions as all_functions
+from tests.support.template import load_template
 
 
 @pytest.fixture(scope="module")
 def template() -> dict[str, Any]:
-    loaded: dict[str, Any] = yaml.load(TEMPLATE.read_text(), Loader=_CfnLoader)  # a SafeLoader subclass
-    return loaded
+    return load_template()
 
 
 def functions(template: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    return {name: r["Properties"] for name, r in template["Resources"].items()
-            if r["Type"] == "AWS::Serverless::Function"}
+    return all_functions()
 
 
 def test_the_refresh_lease_outlives_every_function_that_may_hold_it(template: dict[str, Any]) -> None:
@@ -69,7 +47,7 @@ def test_alarms_on_waiting_messages_and_long_holds_say_when_it_is_over(template:
               if r["Type"] == "AWS::CloudWatch::Alarm"}
     by_metric = {a["MetricName"]: a for a in alarms.values()}
     assert by_metric["ApproximateAgeOfOldestMessage"]["Dimensions"][0]["Value"] == {
-        "Fn::GetAtt": "ActionsQueue.QueueName"}
+        "Fn::GetAtt": ["ActionsQueue", "QueueName"]}
     assert by_metric["QueueHeldSeconds"]["Namespace"] == "keaplink"
     for name in ("MessagesWaitingAlarm", "MessagesExpiringAlarm", "QueueHeldAlarm"):
         assert alarms[name]["OKActions"] == alarms[name]["AlarmActions"] == [{"Ref": "AlertsTopic"}], name

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
@@ -68,6 +68,3 @@ class Connection:
     last_error_at: float | None = None
     lease_owner: str | None = None
     lease_until: float | None = None
-
-    def with_token(self, token: Token) -> Connection:
-        return replace(self, token=token)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import threading
+from collections.abc import Iterable
 from dataclasses import replace
 from typing import Any
 
@@ -99,18 +100,29 @@ class FakeUsers:
         self.users: dict[str, UserRecord] = {}
         self.tag_cache: dict[tuple[str | None, str], str] = {}
         self.cache_reads = 0
+        self.reads: list[str] = []  # user ids read one at a time
+        self.batch_reads: list[list[str]] = []  # user ids read together
+        self.batch_read_error: Exception | None = None
 
     def get(self, user_id: str) -> UserRecord:
+        self.reads.append(user_id)
         return self.users.get(user_id, UserRecord(user_id))
+
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserRecord]:
+        wanted = list(dict.fromkeys(user_ids))
+        self.batch_reads.append(wanted)
+        if self.batch_read_error is not None:
+            raise self.batch_read_error
+        return {u: self.users.get(u, UserRecord(u)) for u in wanted}
 
     def save_contact(self, user_id: str, contact_id: str, email: str, tenant: str | None,
                      contact_tag_ids: frozenset[str] = frozenset(), new_tenant: bool = False) -> None:
-        old = self.get(user_id)
+        old = self.users.get(user_id, UserRecord(user_id))
         self.users[user_id] = UserRecord(user_id, contact_id, email, frozenset() if new_tenant else old.tags, tenant,
                                          contact_tag_ids)
 
     def mark_tagged(self, user_id: str, tag: str) -> None:
-        old = self.get(user_id)
+        old = self.users.get(user_id, UserRecord(user_id))
         self.users[user_id] = replace(old, tags=old.tags | {tag})
 
     def cached_tag_id(self, tenant: str | None, name: str) -> str | None:

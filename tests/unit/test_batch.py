@@ -14,7 +14,8 @@ from keaplink.actions.hold_policy import HoldReason
 from keaplink.actions.hold_store import HoldState
 from keaplink.actions.service import ActionService
 from keaplink.actions.tags import TagIds
-from keaplink.keap.session import KeapSession, Retries
+from keaplink.actions.users import UserRecord
+from keaplink.keap.session import Credential, KeapSession, Retries
 from tests.unit.fakes import RecordingMetrics
 from tests.unit.hold_fakes import FakeDeadLetters, FakeHoldStore, FakeMapping, FakeQueue
 from tests.unit.keap_fakes import CountingAuth, FakeUsers, ScriptedTransport, answer
@@ -125,3 +126,52 @@ def test_a_press_before_its_signup_comes_back_in_seconds_not_after_the_visibilit
     press = json.dumps({"type": "button.pressed", "user_id": "nobody-yet"})
     assert world.run(record(1, press), record(2, press.replace("nobody-yet", "other"), receives=3)) == ["m1", "m2"]
     assert world.queue.retries == [("r1", 15), ("r2", 45)] and world.transport.seen == []
+
+
+# --- the batch reads its users together ----------------------------------------------------------------
+class TenantAuth(CountingAuth):
+    def current(self, deadline: object = None) -> Credential:
+        return Credential({"Authorization": f"Bearer t{self.version}"}, self.version, tenant="ab123")
+
+
+def with_known_users(world: World, *user_ids: str) -> World:
+    """Users who signed up in this Keap app (contact ids stored), and the tag's id known."""
+    for u in user_ids:
+        world.users.users[u] = UserRecord(u, contact_id=f"c-{u}", email=f"{u}@example.com", tenant="ab123")
+    world.users.tag_cache[("ab123", "buttonpushed")] = "91"
+    world.open_session = lambda deadline: KeapSession(  # type: ignore[method-assign]
+        "https://keap.test/crm/rest", TenantAuth(), 5.0, sleep=lambda s: None, transport=world.transport,
+        deadline=deadline, retries=Retries())
+    return world
+
+
+def press(user: str) -> str:
+    return json.dumps({"type": "button.pressed", "user_id": user})
+
+
+def test_a_batch_of_presses_reads_its_users_in_one_round_trip() -> None:
+    users = [f"u{i}" for i in range(10)]
+    applied = answer(200, {"results": {f"c-{u}": "SUCCESS" for u in users}})
+    world = with_known_users(World(ScriptedTransport(applied)), *users)
+    assert world.run(*[record(i, press(u)) for i, u in enumerate(users)]) == []
+    assert world.users.batch_reads == [users] and world.users.reads == []
+    assert all("buttonpushed" in world.users.users[u].tags for u in users)
+
+
+def test_a_users_later_record_reads_what_the_earlier_one_wrote() -> None:
+    lookup_misses, created = answer(200, {"contacts": [], "next_page_token": ""}), answer(201, {"id": "7"})
+    applied = answer(200, {"results": {"7": "SUCCESS", "c-u2": "SUCCESS"}})
+    world = with_known_users(World(ScriptedTransport(lookup_misses, created, applied)), "u2")
+    assert world.run(record(1, signup("u1")), record(2, press("u1")), record(3, press("u2"))) == []
+    # u1's signup and u2's press read together; u1's press after the signup saved the contact, on its own.
+    assert world.users.batch_reads == [["u1", "u2"]] and world.users.reads == ["u1"]
+    assert "buttonpushed" in world.users.users["u1"].tags and world.users.users["u1"].contact_id == "7"
+
+
+def test_when_the_batch_read_fails_each_record_reads_its_own() -> None:
+    users = ["u1", "u2"]
+    applied = answer(200, {"results": {"c-u1": "SUCCESS", "c-u2": "SUCCESS"}})
+    world = with_known_users(World(ScriptedTransport(applied)), *users)
+    world.users.batch_read_error = RuntimeError("ProvisionedThroughputExceeded")
+    assert world.run(*[record(i, press(u)) for i, u in enumerate(users)]) == []
+    assert sorted(world.users.reads) == users and all("buttonpushed" in world.users.users[u].tags for u in users)

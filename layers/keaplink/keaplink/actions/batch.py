@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from keaplink.actions.hold import Holding
     from keaplink.actions.queue import ActionsQueue
     from keaplink.actions.service import ActionService
+    from keaplink.actions.users import UserRecord
     from keaplink.keap.quota import Quota
     from keaplink.keap.session import KeapSession
 
@@ -145,6 +146,7 @@ class _Run:
         self.index = {id(r): i for i, r in enumerate(records)}
         self.waits_for = predecessors([m.user_id if not isinstance(m, InvalidMessage) else None for m in readings])
         self.prepared = [asyncio.Event() for _ in records]  # a user's next record waits for this one's preparation
+        self.stored = _read_users(readings, self.waits_for, deps)
         self.pending: dict[int, PendingTag] = {}
         self.tag_round: asyncio.Future[dict[int, str | Exception]] | None = None
         self.findings = _Findings()
@@ -187,7 +189,7 @@ class _Run:
         reading = self.readings[i]
         if isinstance(reading, InvalidMessage):
             return _dead_letter(self.deps, record.body, record.message_id, str(reading))
-        step = self._guarded(i, record, lambda: self.deps.service.prepare(reading, self.keap))
+        step = self._guarded(i, record, lambda: self.deps.service.prepare(reading, self.keap, self.stored.get(i)))
         if isinstance(step, PendingTag):
             self.pending[i] = step
             return None
@@ -203,6 +205,22 @@ class _Run:
             return {i: HeldBack(self.findings.hold.reason.value) for i in order}
         outcomes = self.deps.service.apply_tags([self.pending[i] for i in order], self.keap)
         return dict(zip(order, outcomes, strict=True))
+
+
+def _read_users(readings: list[Message | InvalidMessage], waits_for: list[int | None],
+                deps: ActionsDeps) -> dict[int, UserRecord]:
+    """The records of the batch's users, read together, for each user's first record in the batch (a later one
+    reads after its predecessor wrote). Empty if the read fails: each record then reads its own."""
+    first = {i: m.user_id for i, m in enumerate(readings)
+             if not isinstance(m, InvalidMessage) and waits_for[i] is None}
+    if not first:
+        return {}
+    try:
+        found = deps.service.users.get_many(first.values())
+    except Exception as exc:  # noqa: BLE001 - an optimisation: the records' own reads report DynamoDB's errors
+        logger.warning("could not read the batch's users together", extra={"error_type": type(exc).__name__})
+        return {}
+    return {i: found[user] for i, user in first.items() if user in found}
 
 
 def _settle(outcome: str | Exception) -> str:

@@ -64,9 +64,9 @@ class ActionService:
         return outcome
 
     # --- contacts -------------------------------------------------------------------------------------
-    def _sign_up(self, message: SignedUp, keap: KeapClient) -> str:
+    def _sign_up(self, message: SignedUp, keap: KeapClient, stored: UserRecord | None) -> str:
         contact, outcome = self._resolve(message.email, keap, message.given_name, message.family_name)
-        self._remember(self.users.get(message.user_id), contact, message.email, keap)
+        self._remember(stored or self.users.get(message.user_id), contact, message.email, keap)
         return outcome
 
     @staticmethod
@@ -87,13 +87,14 @@ class ActionService:
                                 new_tenant=stored.tenant != keap.tenant)
 
     # --- tags -----------------------------------------------------------------------------------------
-    def prepare(self, message: Message, keap: KeapClient) -> str | PendingTag:
+    def prepare(self, message: Message, keap: KeapClient, stored: UserRecord | None = None) -> str | PendingTag:
         """Everything a message needs before the tag application itself: the outcome when nothing is left to
-        send (a signup, a tag already applied), else the application the batch sends with others of its tag."""
+        send (a signup, a tag already applied), else the application the batch sends with others of its tag.
+        ``stored``: the user's record if the caller has already read it (a batch reads many at once)."""
         if isinstance(message, SignedUp):
-            return self._sign_up(message, keap)
+            return self._sign_up(message, keap, stored)
         tag = self.button_tag if isinstance(message, ButtonPressed) else message.tag
-        stored = self.users.get(message.user_id)
+        stored = stored or self.users.get(message.user_id)
         user = stored.in_tenant(keap.tenant)  # ids and tags of another Keap app do not count here
         if tag in user.tags:
             return "already tagged"

@@ -4,7 +4,7 @@ the data table. Ids are only valid in the Keap app (tenant) they came from."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -29,6 +29,11 @@ class UserRecord:
         return UserRecord(self.user_id, email=self.email)
 
 
+def _record(user_id: str, item: DataItem) -> UserRecord:
+    return UserRecord(user_id, item.contact_id, item.email, frozenset(item.tags or ()), item.tenant,
+                      frozenset(item.contact_tag_ids or ()))
+
+
 def _tag_key(tenant: str | None, name: str) -> str:
     return f"TAG#{tenant or '-'}#{name}"
 
@@ -47,8 +52,15 @@ class UserStore:
             item = m.get(f"USER#{user_id}", consistent_read=True)
         except DoesNotExist:
             return UserRecord(user_id)
-        return UserRecord(user_id, item.contact_id, item.email, frozenset(item.tags or ()), item.tenant,
-                          frozenset(item.contact_tag_ids or ()))
+        return _record(user_id, item)
+
+    def get_many(self, user_ids: Iterable[str]) -> dict[str, UserRecord]:
+        """Several users' records in one round trip per 100 (BatchGetItem, consistent reads): a batch of 100
+        presses reads its users with one call instead of 100."""
+        wanted = list(dict.fromkeys(user_ids))
+        found = {item.pk.removeprefix("USER#"): item
+                 for item in self._table().batch_get([f"USER#{u}" for u in wanted], consistent_read=True)}
+        return {u: _record(u, found[u]) if u in found else UserRecord(u) for u in wanted}
 
     def save_contact(self, user_id: str, contact_id: str, email: str, tenant: str | None,
                      contact_tag_ids: frozenset[str] = frozenset(), new_tenant: bool = False) -> None:

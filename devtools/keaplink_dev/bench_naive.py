@@ -25,7 +25,8 @@ MAX_429_RETRIES = 8
 @dataclass
 class NaiveStats:
     events: int = 0
-    keap_calls: int = 0
+    keap_calls: int = 0  # every request sent, 429s included
+    answered: int = 0  # requests Keap served: what each event needs
     throttled: int = 0
     token_reads: int = 0
     failed: int = 0
@@ -54,6 +55,7 @@ class NaiveActions:
                 self.stats.throttled += 1
                 time.sleep(float(response.headers.get("Retry-After") or 1))
                 continue
+            self.stats.answered += 1
             response.raise_for_status()
             return response.json() if response.content else None
         raise RuntimeError(f"{method} {path}: still throttled after {MAX_429_RETRIES} attempts")
@@ -87,7 +89,7 @@ class NaiveActions:
 
     def handle(self, body: str) -> None:
         message = json.loads(body)
-        before = self.stats.keap_calls
+        before = self.stats.answered
         token = self._token()
         contact_id = self._find_contact(message["email"], token)
         if contact_id is None:
@@ -97,7 +99,7 @@ class NaiveActions:
             self._call("POST", f"/v2/tags/{tag_id}/contacts:applyTags", token, {"contact_ids": [contact_id]})
         self.stats.events += 1
         kind = message["type"]
-        self.stats.calls_by_type[kind] = self.stats.calls_by_type.get(kind, 0) + self.stats.keap_calls - before
+        self.stats.calls_by_type[kind] = self.stats.calls_by_type.get(kind, 0) + self.stats.answered - before
 
 
 def run_queue(sqs: Any, queue_url: str, actions: NaiveActions, expected: int, timeout_s: float = 1800.0) -> float:

@@ -38,7 +38,7 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -50,7 +50,6 @@ SOURCE_DIRS = (ROOT, ROOT / "layers" / "keaplink", ROOT / "sandbox", ROOT / "dev
 KEAP_SPIKE_PER_S = 25.0
 KEAP_PER_MINUTE = 1500
 KEAP_PER_DAY = 150_000  # per OAuth client: what a busy app meets first
-APPLY_TAGS_MAX_IDS = 100
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
 
@@ -168,9 +167,6 @@ def counting_handler() -> tuple[Handler, list[int]]:
 @dataclass
 class WorkerReport:
     name: str
-    batches: int = 0
-    records: int = 0
-    returned: int = 0
     token_reads: list[int] = field(default_factory=list)
     rss_ready_mb: float = 0.0
     rss_peak_mb: float = 0.0
@@ -224,15 +220,11 @@ def _worker(index: int, env: dict[str, str], inbox: Any, feedback: Any, ready: A
                 batch = inbox.get(timeout=0.02)
             except queue_module.Empty:
                 continue
-            started = time.time()
             response = handler({"Records": batch}, context)
             ended = time.time()
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
-            feedback.put((index, started, ended, [r["messageId"] for r in batch if r["messageId"] not in failed],
+            feedback.put((index, ended, [r["messageId"] for r in batch if r["messageId"] not in failed],
                           [r for r in batch if r["messageId"] in failed]))
-            report.batches += 1
-            report.records += len(batch)
-            report.returned += len(failed)
         report.token_reads = per_batch
         report.rss_peak_mb = _rss_mb("VmHWM")
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the run
@@ -324,7 +316,7 @@ class Poller:
                 inboxes[idle.pop()].put(batch)
                 batch_sizes.append(len(batch))
             try:
-                index, _, ended, succeeded, failed = feedback.get(timeout=0.005)
+                index, ended, succeeded, failed = feedback.get(timeout=0.005)
             except queue_module.Empty:
                 continue
             idle.add(index)
@@ -454,6 +446,21 @@ class Bench:
             sqs.send_message_batch(QueueUrl=self.aws.queue_url,
                                    Entries=[{"Id": str(j), "MessageBody": b} for j, b in enumerate(chunk)])
 
+    def in_keap(self, users: list[tuple[str, str]], work_address: bool = True,
+                tag_names: tuple[str, ...] = ()) -> list[str]:
+        """Contacts as the customer already has them in Keap (made through the control API, not REST), with a
+        second, work e-mail address unless told otherwise; their ids."""
+        ids = []
+        for user, email in users:
+            addresses = [{"email": email, "field": "EMAIL1"}]
+            if work_address:
+                addresses.append({"email": f"work.{email}", "field": "EMAIL2"})
+            tags = {"tag_names": list(tag_names)} if tag_names else {}
+            contact = self.sandbox.control.create_contact(email_addresses=addresses, given_name="Bench",
+                                                          family_name=user[-40:], **tags)
+            ids.append(str(contact["id"]))
+        return ids
+
     def known_users(self, prefix: str, count: int) -> list[tuple[str, str]]:
         """People in the customer's Keap (two e-mail addresses, no tag) who signed up in the app before: their
         contact id is in the data table. Seeded directly, so that the burst measures only the presses."""
@@ -462,13 +469,19 @@ class Bench:
         users = people(prefix, count)
         table = root.data_table()
         with table.batch_write() as batch:
-            for user, email in users:
-                addresses = [{"email": email, "field": "EMAIL1"}, {"email": f"work.{email}", "field": "EMAIL2"}]
-                contact = self.sandbox.control.create_contact(email_addresses=addresses, given_name="Bench",
-                                                              family_name=user[-40:])
-                batch.save(table(f"USER#{user}", contact_id=str(contact["id"]), email=email, tenant=self.tenant,
+            for (user, email), contact_id in zip(users, self.in_keap(users), strict=True):
+                batch.save(table(f"USER#{user}", contact_id=contact_id, email=email, tenant=self.tenant,
                                  updated_at=time.time()))
         return users
+
+    @contextlib.contextmanager
+    def keap_latency(self, latency_ms: float) -> Iterator[None]:
+        """The sandbox answers with ``latency_ms`` for a while, then with the run's latency again."""
+        self.sandbox.control.configure(latency_ms=latency_ms)
+        try:
+            yield
+        finally:
+            self.sandbox.control.configure(latency_ms=self.s.latency_ms)
 
     # --- 1. Keap calls per event, token reads per batch -------------------------------------------
     def counts(self) -> None:
@@ -485,10 +498,7 @@ class Bench:
         users = people("count", n + 1)
         # People already in the customer's Keap (two e-mail addresses, the tag applied before they signed up).
         known = people("known", n)
-        for user, email in known:
-            self.sandbox.control.create_contact(
-                email_addresses=[{"email": email, "field": "EMAIL1"}, {"email": f"work.{email}", "field": "EMAIL2"}],
-                given_name="Bench", family_name=user[-40:], tag_names=["buttonpushed"])
+        self.in_keap(known, tag_names=("buttonpushed",))
         signups = phase([signup(u, e) for u, e in users])
         warmup = phase([press(users[0][0])])  # the tag's first use: find it, then apply
         first = phase([press(u) for u, _ in users[1:]])
@@ -571,14 +581,11 @@ class Bench:
         from keaplink import root
         from keaplink_dev.bench_naive import NaiveActions, run_list
 
-        self.sandbox.control.configure(latency_ms=latency_ms)
-        try:
+        with self.keap_latency(latency_ms):
             started = time.time()
             actions = NaiveActions(self.sandbox.api_url, root.token_store())
             elapsed = run_list([body for _, _, body in events], actions, timeout_s=self.s.timeout_s)
             log = self.rest_log(started)
-        finally:
-            self.sandbox.control.configure(latency_ms=self.s.latency_ms)
         stats = actions.stats
         per_type = {k: v / sum(1 for _, _, b in events if f'"{k}"' in b) for k, v in stats.calls_by_type.items()}
         self.results[name] = {
@@ -616,19 +623,17 @@ class Bench:
             self.say(f"4/7 50/50 mix: {s.mix} events, signups of new people ...")
             self.scenario("mix_new", half_and_half(people("mixn", s.mix // 2), mix_pressers))
             self.say(f"   and {s.mix} events, signups of people already in Keap ...")
-            known_signups = self.known_in_keap("mixk", s.mix // 2)
+            known_signups = people("mixk", s.mix // 2)
+            self.in_keap(known_signups, work_address=False)  # in Keap, not signed up in the app yet
             self.scenario("mix_known", half_and_half(known_signups, self.known_users("mixq", s.mix // 2)))
             self.say(f"5/7 light load: {s.light_events} events at {s.light_rate:g}/s ...")
             self.scenario("light", half_and_half(people("light", s.light_events // 2), light_pressers),
                           rate_per_s=s.light_rate)
             self.say(f"6/7 at {s.naive_slow_latency_ms:g} ms of Keap latency: keaplink's 50/50 mix, {s.mix // 2} "
                      "events ...")
-            self.sandbox.control.configure(latency_ms=s.naive_slow_latency_ms)
-            try:
+            with self.keap_latency(s.naive_slow_latency_ms):
                 self.scenario("mix_new_slow", half_and_half(people("mixs", s.mix // 4),
                                                             self.known_users("mixsp", s.mix // 4)))
-            finally:
-                self.sandbox.control.configure(latency_ms=s.latency_ms)
             self.say(f"   the naive way: {s.naive_events} events at {s.latency_ms:g} ms, "
                      f"{s.naive_events_slow} at {s.naive_slow_latency_ms:g} ms ...")
             half = s.naive_events // 2
@@ -646,14 +651,6 @@ class Bench:
         self.results["duration_s"] = round(time.time() - begun, 1)
         self.results["rows"] = rows(self.results)
         return self.results
-
-    def known_in_keap(self, prefix: str, count: int) -> list[tuple[str, str]]:
-        """People in the customer's Keap who have not signed up in the app yet (their signup finds them)."""
-        users = people(prefix, count)
-        for user, email in users:
-            self.sandbox.control.create_contact(email_addresses=[{"email": email, "field": "EMAIL1"}],
-                                                given_name="Bench", family_name=user[-40:])
-        return users
 
 
 def percentile(values: list[float], p: float) -> float:
@@ -733,7 +730,6 @@ def _load_rows(r: dict[str, Any], row: Row) -> None:
     def vs_ceiling(run: dict[str, Any]) -> str:
         top = ceiling(run["keap_requests_per_event"])
         return f"{run['events_per_s'] / top:.0%} of {top:,.0f}/s" if math.isfinite(top) else "no Keap call"
-
 
     # burst
     row(f"burst of {burst['events']:,} first presses: presses / Keap call",

@@ -122,7 +122,7 @@ def run_queue(sqs: Any, queue_url: str, actions: NaiveActions, expected: int, ti
 
 
 def run_list(bodies: list[str], actions: NaiveActions, timeout_s: float = 1800.0) -> float:
-    """The same, fed from memory like keaplink's throughput run (so neither pays the emulator's SQS);
+    """The same, fed from memory like keaplink's runs in the benchmark (so neither pays the emulator's SQS);
     a failed message is retried at the end of the list. Returns the elapsed seconds."""
     start = time.perf_counter()
     deadline = time.monotonic() + timeout_s

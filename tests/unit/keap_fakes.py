@@ -104,25 +104,29 @@ class FakeUsers:
         self.batch_reads: list[list[str]] = []  # user ids read together
         self.batch_read_error: Exception | None = None
 
+    def _stored(self, user_id: str) -> UserRecord:
+        """The record as stored, without counting a read."""
+        return self.users.get(user_id, UserRecord(user_id))
+
     def get(self, user_id: str) -> UserRecord:
         self.reads.append(user_id)
-        return self.users.get(user_id, UserRecord(user_id))
+        return self._stored(user_id)
 
     def get_many(self, user_ids: Iterable[str]) -> dict[str, UserRecord]:
         wanted = list(dict.fromkeys(user_ids))
         self.batch_reads.append(wanted)
         if self.batch_read_error is not None:
             raise self.batch_read_error
-        return {u: self.users.get(u, UserRecord(u)) for u in wanted}
+        return {u: self._stored(u) for u in wanted}
 
     def save_contact(self, user_id: str, contact_id: str, email: str, tenant: str | None,
                      contact_tag_ids: frozenset[str] = frozenset(), new_tenant: bool = False) -> None:
-        old = self.users.get(user_id, UserRecord(user_id))
+        old = self._stored(user_id)
         self.users[user_id] = UserRecord(user_id, contact_id, email, frozenset() if new_tenant else old.tags, tenant,
                                          contact_tag_ids)
 
     def mark_tagged(self, user_id: str, tag: str) -> None:
-        old = self.users.get(user_id, UserRecord(user_id))
+        old = self._stored(user_id)
         self.users[user_id] = replace(old, tags=old.tags | {tag})
 
     def cached_tag_id(self, tenant: str | None, name: str) -> str | None:

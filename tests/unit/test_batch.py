@@ -42,10 +42,11 @@ class World:
         self.queue, self.dlq, self.metrics = FakeQueue(max_receive_count), FakeDeadLetters(), RecordingMetrics()
         self.users = FakeUsers()
         self.sessions = 0
+        self.auth: type[CountingAuth] = CountingAuth
 
     def open_session(self, deadline: Any) -> KeapSession:
         self.sessions += 1
-        return KeapSession("https://keap.test/crm/rest", CountingAuth(), 5.0, sleep=lambda s: None,
+        return KeapSession("https://keap.test/crm/rest", self.auth(), 5.0, sleep=lambda s: None,
                            transport=self.transport, deadline=deadline, retries=Retries())
 
     def deps(self) -> ActionsDeps:
@@ -139,9 +140,7 @@ def with_known_users(world: World, *user_ids: str) -> World:
     for u in user_ids:
         world.users.users[u] = UserRecord(u, contact_id=f"c-{u}", email=f"{u}@example.com", tenant="ab123")
     world.users.tag_cache[("ab123", "buttonpushed")] = "91"
-    world.open_session = lambda deadline: KeapSession(  # type: ignore[method-assign]
-        "https://keap.test/crm/rest", TenantAuth(), 5.0, sleep=lambda s: None, transport=world.transport,
-        deadline=deadline, retries=Retries())
+    world.auth = TenantAuth
     return world
 
 

@@ -1,5 +1,4 @@
-"""Admin panel: status page, status.json, "Connect Keap" (the authorize redirect), "Refresh now" and the
-import of a token pair made in Keap's developer portal."""
+"""Admin panel: sign-in, status page, status.json, Connect Keap, Refresh now, token-pair import."""
 
 from __future__ import annotations
 
@@ -9,7 +8,8 @@ from keaplink import root
 from keaplink.admin import web
 from keaplink.observability import metrics
 
-app = web.resolver(root.settings, root.admin_gate)  # every route: Basic auth, typed-error pages
+app = web.resolver(root.settings, root.admin_gate)  # every route but sign-in: the admin only; typed-error pages
+web.add_sign_in_routes(app, root.admin_gate)  # GET/POST /signin, POST /signout
 
 
 @app.get("/")

@@ -7,7 +7,7 @@ from aws_lambda_powertools.event_handler import Response
 from keaplink import root
 from keaplink.admin import web
 
-app = web.resolver(root.settings, root.admin_gate)  # Basic auth here too, typed-error pages
+app = web.resolver(root.settings, gate=None)  # authenticated by the state cookie, typed-error pages
 
 
 @app.get("/callback")

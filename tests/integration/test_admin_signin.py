@@ -69,12 +69,25 @@ def metrics_emitted(stdout: str) -> Counter[str]:
 
 
 # --- 1. the password ------------------------------------------------------------------------------------
-@pytest.mark.parametrize("function,path", [("admin", "/"), ("admin", "/status.json"), ("callback", "/callback")])
-def test_a_request_without_credentials_never_reads_the_admin_secret(aws, secret_reads, function, path) -> None:
+@pytest.mark.parametrize("path", ["/", "/status.json"])
+def test_a_request_without_credentials_never_reads_the_admin_secret(aws, secret_reads, path) -> None:
     for headers in NOT_CREDENTIALS:
-        response = flows.anonymous(function, "GET", path, headers=headers)
+        response = flows.anonymous("admin", "GET", path, headers=headers)  # a script: 401 and the challenge
         assert response["statusCode"] == 401, headers
         assert flows.header(response, "WWW-Authenticate").startswith("Basic ")
+        browser = flows.anonymous("admin", "GET", path, headers={**headers, "Accept": flows.BROWSER_ACCEPT})
+        assert browser["statusCode"] == 303, headers  # a browser: to the sign-in form
+        assert flows.header(browser, "Location") == "/prod/signin"
+    for cookie in ("keaplink_session=nonsense", "__Host-keaplink_session=v1.admin.1.x.y", "other=1"):
+        assert flows.anonymous("admin", "GET", path, headers={"Cookie": cookie})["statusCode"] == 401
+    assert secret_reads == []
+
+
+def test_the_callback_never_reads_the_admin_secret(aws, secret_reads) -> None:
+    """Keap's redirect brings no session cookie (SameSite=Strict): the state cookie is the callback's proof."""
+    for headers in NOT_CREDENTIALS:
+        response = flows.anonymous("callback", "GET", "/callback", {"code": "c", "state": "s"}, headers=headers)
+        assert response["statusCode"] == 400 and "not valid" in response["body"], headers
     assert secret_reads == []
 
 
@@ -129,7 +142,52 @@ def test_the_template_refuses_a_short_admin_password_but_allows_a_generated_one(
     assert "15" in param["ConstraintDescription"]
 
 
-# --- 2. guessing ----------------------------------------------------------------------------------------
+# --- 2. the sign-in form and the session ------------------------------------------------------------------
+def test_a_browser_signs_in_with_the_form_uses_the_session_and_signs_out(aws, capsys) -> None:
+    page = flows.anonymous("admin", "GET", "/signin", headers={"Accept": flows.BROWSER_ACCEPT})
+    assert page["statusCode"] == 200
+    for field in ("name='username' autocomplete='username'", "type='password' id='password' name='password' "
+                  "autocomplete='current-password'", "action='/prod/signin'"):
+        assert field in page["body"]
+    signed_in = flows.sign_in_form_post(ADMIN_PASSWORD)
+    assert signed_in["statusCode"] == 303 and flows.header(signed_in, "Location") == "/prod/"
+    cookie = flows.header(signed_in, "Set-Cookie")
+    assert cookie.startswith("__Host-keaplink_session=v1.admin.")  # served over HTTPS (X-Forwarded-Proto)
+    assert {"HttpOnly", "Secure", "SameSite=Strict", "Path=/", "Max-Age=28800"} <= set(cookie.split("; "))
+    session = {"Cookie": cookie.split(";")[0], "Accept": flows.BROWSER_ACCEPT}
+    status = flows.anonymous("admin", "GET", "/", headers=session)
+    assert status["statusCode"] == 200 and "id='sign-out'" in status["body"]
+    assert flows.anonymous("admin", "POST", "/refresh", headers=session)["statusCode"] == 409  # in, not connected
+    out = flows.anonymous("admin", "POST", "/signout", headers=session)
+    assert out["statusCode"] == 303 and flows.header(out, "Location") == "/prod/signin?done=signed_out"
+    assert flows.header(out, "Set-Cookie").startswith("__Host-keaplink_session=; Max-Age=0;")
+    assert "You are signed out." in flows.anonymous("admin", "GET", "/signin", {"done": "signed_out"})["body"]
+    assert metrics_emitted(capsys.readouterr().out)["AdminSignedIn"] == 1
+
+
+def test_a_wrong_password_in_the_form_is_counted_and_shown_as_a_fixed_text(aws) -> None:
+    wrong = flows.sign_in_form_post("not-the-password-at-all", source_ip="203.0.113.20")
+    assert wrong["statusCode"] == 401 and "Wrong user name or password." in wrong["body"]
+    assert flows.header(wrong, "Set-Cookie") is None and "not-the-password" not in wrong["body"]
+    assert root.failed_sign_ins().load("203.0.113.20").failures == 1
+    empty = flows.anonymous("admin", "POST", "/signin", headers={"Content-Type": "application/x-www-form-urlencoded"},
+                            body="username=&password=")
+    assert empty["statusCode"] == 400 and "Enter the user name and the password." in empty["body"]
+    cross = flows.sign_in_form_post(ADMIN_PASSWORD, headers={"Sec-Fetch-Site": "cross-site"})
+    assert cross["statusCode"] == 403 and flows.header(cross, "Set-Cookie") is None  # no login CSRF
+
+
+def test_a_session_ends_with_a_new_password_and_is_never_a_script_s_credential_elsewhere(aws, monkeypatch) -> None:
+    cookie = flows.header(flows.sign_in_form_post(ADMIN_PASSWORD), "Set-Cookie").split(";")[0]
+    assert flows.anonymous("admin", "GET", "/status.json", headers={"Cookie": cookie})["statusCode"] == 200
+    set_admin_password(aws, "a-brand-new-admin-password")
+    root.reset()  # a new container, or the 5-minute cache run out
+    assert flows.anonymous("admin", "GET", "/status.json", headers={"Cookie": cookie})["statusCode"] == 401
+    plain = cookie.replace("__Host-keaplink_session", "keaplink_session")  # the name for plain HTTP only
+    assert flows.anonymous("admin", "GET", "/status.json", headers={"Cookie": plain})["statusCode"] == 401
+
+
+# --- 3. guessing ----------------------------------------------------------------------------------------
 def test_ten_wrong_passwords_lock_the_source_out(aws, secret_reads, capsys) -> None:
     capsys.readouterr()
     for _ in range(10):
@@ -139,7 +197,8 @@ def test_ten_wrong_passwords_lock_the_source_out(aws, secret_reads, capsys) -> N
     assert 880 <= int(flows.header(locked, "Retry-After")) <= 900
     assert "Too many failed sign-ins" in locked["body"] and "15 more minutes" in locked["body"]
     assert flows.header(locked, "WWW-Authenticate") is None
-    assert flows.anonymous("callback", "GET", "/callback", headers=RIGHT, source_ip="203.0.113.9")["statusCode"] == 429
+    form = flows.sign_in_form_post(ADMIN_PASSWORD, source_ip="203.0.113.9")  # the sign-in form is locked too
+    assert form["statusCode"] == 429 and flows.header(form, "Set-Cookie") is None
     # Another address is not affected; a request without credentials is not a guess and not counted.
     assert flows.anonymous("admin", "GET", "/", headers=RIGHT, source_ip="198.51.100.7")["statusCode"] == 200
     assert flows.anonymous("admin", "GET", "/", source_ip="198.51.100.7")["statusCode"] == 401

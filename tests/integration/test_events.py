@@ -22,7 +22,8 @@ API_EVENTS = {
     "callback-denied.json": ("callback", 403, "Keap access was denied"),
     "callback-bad-state.json": ("callback", 400, "This connection link is not valid"),
     "callback-success.json": ("callback", 400, "not valid"),  # its placeholder state is not a live one
-    "callback-unauthenticated.json": ("callback", 401, "Unauthorized"),
+    "callback-without-state-cookie.json": ("callback", 400, "not valid"),  # not the browser that asked
+    "admin-signin.json": ("admin", 401, "Wrong user name or password."),  # its placeholder is not the password
 }
 
 
@@ -42,7 +43,7 @@ def test_callback_success_event_with_a_live_state(aws, sandbox) -> None:
     raw = json.dumps(load_event("callback-success.json"))
     raw = raw.replace("REPLACE-WITH-STATE", params["state"]).replace("REPLACE-WITH-CODE", params["code"])
     response = load_handler("callback").lambda_handler(json.loads(raw), FakeContext())
-    assert response["statusCode"] == 303 and flows.status_json()["status"] == "connected"
+    assert response["statusCode"] == 200 and flows.status_json()["status"] == "connected"
 
 
 def test_import_tokens_event_with_a_live_pair(aws, sandbox) -> None:

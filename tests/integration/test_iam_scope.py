@@ -156,7 +156,7 @@ def test_every_dynamodb_call_of_every_function_is_allowed_by_its_policy(aws, san
     prefixes = {(f, table, key.split("#")[0]) for f, _, table, keys in recorded for key in keys or []}
     # The paths really exercised the prefixes this test is about.
     assert {("AdminFunction", "ConnectionTable", p) for p in ("CONN", "STATE", "AUTHFAIL", "TIMELINE")} <= prefixes
-    assert {("CallbackFunction", "ConnectionTable", p) for p in ("CONN", "STATE", "AUTHFAIL", "TIMELINE")} <= prefixes
+    assert {("CallbackFunction", "ConnectionTable", p) for p in ("CONN", "STATE", "TIMELINE")} <= prefixes
     assert {("RefreshFunction", "ConnectionTable", p) for p in ("CONN", "TIMELINE")} <= prefixes
     assert {("ActionsFunction", "ConnectionTable", "CONN"), ("ActionsFunction", "ConnectionTable", "TIMELINE"),
             ("ActionsFunction", "DataTable", "USER"), ("ActionsFunction", "DataTable", "TAG")} <= prefixes

@@ -65,3 +65,16 @@ def test_comparison_takes_the_same_path_for_any_length() -> None:
     for guess in ("", "a", expected[:-1], expected + "x", "x" * 10_000):
         assert not credentials_match(("admin", guess), expected)
     assert not credentials_match(("admin", ""), "")
+
+
+def test_session_cookies_are_host_only_strict_and_secure_over_https() -> None:
+    from keaplink.admin.auth import clear_session_cookie, session_cookie
+
+    secure = session_cookie("v", https=True)
+    assert secure.startswith("__Host-keaplink_session=v;")
+    for attribute in ("Path=/", "HttpOnly", "SameSite=Strict", "Secure", "Max-Age=28800"):
+        assert attribute in secure.split("; ")
+    assert "Domain" not in secure
+    plain = session_cookie("v", https=False)  # the local stack over http: no __Host- prefix, no Secure
+    assert plain.startswith("keaplink_session=v;") and "Secure" not in plain and "SameSite=Strict" in plain
+    assert "Max-Age=0" in clear_session_cookie(https=True).split("; ")

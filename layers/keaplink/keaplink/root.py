@@ -192,11 +192,11 @@ def failed_sign_ins() -> FailedSignIns:
 
 
 def admin_gate() -> Gate:
-    """Who may use the admin routes: the password read only for well-formed credentials of an unlocked
-    source, and then from the 5-minute cache."""
+    """Who may use the admin routes: the password read only for a session cookie of the right shape or
+    well-formed credentials of an unlocked source, and then from the 5-minute cache."""
     from keaplink.admin.gate import Gate
 
-    return Gate(password=admin_password, failures=failed_sign_ins)
+    return Gate(password=admin_password, failures=failed_sign_ins, session_salt=settings().admin_secret_id or "")
 
 
 def dead_letter_glance() -> dict[str, Any]:

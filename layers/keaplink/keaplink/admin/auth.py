@@ -1,12 +1,16 @@
-"""HTTP Basic authentication for the admin routes (pure: no I/O)."""
+"""Who the admin is, decided without I/O: Basic credentials (scripts, the CLI), the signed session cookie
+(browsers, after the sign-in form), and the cross-site check."""
 
 from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import hmac
 import json
+import re
+import secrets
 
 ADMIN_USER = "admin"
 CHALLENGE = 'Basic realm="keaplink admin", charset="UTF-8"'
@@ -87,3 +91,69 @@ def is_cross_site(method: str, sec_fetch_site: str | None, origin: str | None, o
     if origin and origin != "null":
         return origin.rstrip("/").lower() != own_origin.rstrip("/").lower()
     return origin == "null"
+
+
+# --- the browser's session --------------------------------------------------------------------------------
+# API Gateway renames a function's WWW-Authenticate header, so a browser never sees a Basic challenge there
+# (docs/decisions.md, "Sign-in"): browsers sign in with a form and carry a signed, expiring cookie instead.
+SESSION_LIFETIME_S = 8 * 3600  # a working day; then the admin signs in again
+SESSION_COOKIE = "keaplink_session"
+SECURE_SESSION_COOKIE = "__Host-keaplink_session"  # __Host-: only set over HTTPS, for this host, Path=/
+_SESSION = re.compile(r"v1\.([A-Za-z0-9_-]{1,64})\.([0-9]{1,12})\.([A-Za-z0-9_-]{22})\.([A-Za-z0-9_-]{43})")
+_MAX_SESSION_LENGTH = 200
+
+
+def session_cookie_name(https: bool) -> str:
+    return SECURE_SESSION_COOKIE if https else SESSION_COOKIE
+
+
+def is_session_shaped(value: str | None) -> bool:
+    """A cookie value that could be a session: checked before any secret is read to verify it."""
+    return bool(value) and len(value or "") <= _MAX_SESSION_LENGTH and _SESSION.fullmatch(value or "") is not None
+
+
+@functools.lru_cache(maxsize=4)
+def session_key(password: str, salt: str) -> bytes:
+    """The key that signs sessions, derived from the admin password: a new password signs everyone out.
+    scrypt, so that a stolen cookie is no cheap way to guess the password offline."""
+    return hashlib.scrypt(password.encode(), salt=f"keaplink-session-v1|{salt}".encode(), n=2**14, r=8, p=1,
+                          dklen=32)
+
+
+def _b64(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _session_mac(key: bytes, user: str, expires_at: int, nonce: str) -> str:
+    return _b64(hmac.new(key, f"v1|{user}|{expires_at}|{nonce}".encode(), hashlib.sha256).digest())
+
+
+def issue_session(key: bytes, user: str, now: float, lifetime_s: int = SESSION_LIFETIME_S) -> str:
+    """A session value: ``v1.<user>.<expires_at>.<nonce>.<mac>``."""
+    expires_at = int(now) + lifetime_s
+    nonce = _b64(secrets.token_bytes(16))
+    return f"v1.{user}.{expires_at}.{nonce}.{_session_mac(key, user, expires_at, nonce)}"
+
+
+def verify_session(value: str | None, key: bytes, now: float) -> str | None:
+    """The session's user if ``value`` was signed with ``key`` and has not expired, else None."""
+    if not is_session_shaped(value):
+        return None
+    match = _SESSION.fullmatch(value or "")
+    assert match is not None
+    user, expires_at, nonce, mac = match.group(1), int(match.group(2)), match.group(3), match.group(4)
+    if not hmac.compare_digest(mac.encode(), _session_mac(key, user, expires_at, nonce).encode()):
+        return None
+    if expires_at <= now or expires_at > now + SESSION_LIFETIME_S + 60:
+        return None
+    return user
+
+
+def session_cookie(value: str, https: bool, max_age: int = SESSION_LIFETIME_S) -> str:
+    """``Set-Cookie`` for a session: never readable by scripts, never sent by another site's request."""
+    name = session_cookie_name(https)
+    return f"{name}={value}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Strict" + ("; Secure" if https else "")
+
+
+def clear_session_cookie(https: bool) -> str:
+    return session_cookie("", https, max_age=0)

@@ -1,16 +1,14 @@
 """Who may use the admin routes, decided in an order that keeps an anonymous flood cheap and a guesser slow.
 
-1. No or malformed Basic credentials: refused (401 and the challenge) before anything is read — no
-   secret, no table. This is every browser's first request and the bulk of any anonymous flood.
-2. Well-formed credentials from a source locked out for failing too often: refused (429 and
-   ``Retry-After``) after one table read, still without the secret, and without comparing the password:
+1. A session cookie of the right shape is verified with a key derived from the admin password (cached):
+   a browser signed in with the form. A forged or expired one counts as no credentials.
+2. No or malformed Basic credentials (and no valid session): refused before anything is read — no
+   secret, no table. This is a browser's first request and the bulk of any anonymous flood.
+3. Credentials (a Basic header from a script, or the sign-in form) from a source locked out for failing
+   too often: refused after one table read, still without the secret and without comparing the password:
    a right guess must look exactly like a wrong one while the lock holds.
-3. Otherwise the password (cached by the composition root for 5 minutes, so a rotation takes effect
-   within minutes and a stream of wrong guesses costs no Secrets Manager read) is compared in constant time
+4. Otherwise the password (cached by the composition root for 5 minutes) is compared in constant time
    (:func:`keaplink.admin.auth.credentials_match`). A wrong one counts a failure against its source.
-
-Timing: steps 1 and 2 do not depend on the password. In step 3 a wrong password costs one table write more
-than a right one; that tells the caller what the status code tells anyway.
 """
 
 from __future__ import annotations
@@ -21,7 +19,15 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING
 
-from keaplink.admin.auth import credentials_match, parse_basic, password_problem
+from keaplink.admin.auth import (
+    credentials_match,
+    is_session_shaped,
+    issue_session,
+    parse_basic,
+    password_problem,
+    session_key,
+    verify_session,
+)
 from keaplink.admin.lockout import locked_for
 from keaplink.errors import ConfigError
 
@@ -30,13 +36,14 @@ if TYPE_CHECKING:
 
 
 class Refusal(str, Enum):
-    NO_CREDENTIALS = "no_credentials"  # nothing, or not a well-formed Basic header: not a guess
+    NO_CREDENTIALS = "no_credentials"  # nothing usable: not a guess
     WRONG_CREDENTIALS = "wrong_credentials"  # a guess that failed
 
 
 @dataclass(frozen=True)
 class Admitted:
     user: str
+    session: str | None = None  # a new session value, when the sign-in form admitted the admin
 
 
 @dataclass(frozen=True)
@@ -57,21 +64,46 @@ class Gate:
     password: Callable[[], str]  # the admin secret's password, cached by the root
     failures: Callable[[], FailedSignIns]
     clock: Callable[[], float] = time.time
+    session_salt: str = ""  # ties sessions to one deployment's admin secret
 
-    def check(self, authorization: str | None, source_ip: str) -> Verdict:
+    def check(self, authorization: str | None, session: str | None, source_ip: str) -> Verdict:
+        """A request to an admin route: its session cookie, else its Basic credentials."""
+        if is_session_shaped(session):
+            user = verify_session(session, self._session_key(), self.clock())
+            if user is not None:
+                return Admitted(user)
         creds = parse_basic(authorization)
         if creds is None:
             return Refused(Refusal.NO_CREDENTIALS)
+        return self._try(creds, source_ip)
+
+    def sign_in(self, user: str, password: str, source_ip: str) -> Verdict:
+        """The sign-in form: the same checks as Basic credentials; admitted with a new session value."""
+        if not user or not password or len(user) + len(password) > 1024:
+            return Refused(Refusal.NO_CREDENTIALS)
+        verdict = self._try((user, password), source_ip)
+        if isinstance(verdict, Admitted):
+            return Admitted(verdict.user, issue_session(self._session_key(), verdict.user, self.clock()))
+        return verdict
+
+    def _try(self, creds: tuple[str, str], source_ip: str) -> Verdict:
         failures = self.failures()
         locked = locked_for(failures.load(source_ip), self.clock())
         if locked:
             return LockedOut(locked)
+        password = self._usable_password()
+        if credentials_match(creds, password):
+            return Admitted(creds[0])
+        failures.add(source_ip, self.clock())
+        return Refused(Refusal.WRONG_CREDENTIALS)
+
+    def _usable_password(self) -> str:
         password = self.password()
         problem = password_problem(password)
         if problem:
             # Fails closed: nobody gets in until the secret holds a usable password.
             raise ConfigError(f"{problem}: put a longer one into the admin secret (ADMIN_SECRET)")
-        if credentials_match(creds, password):
-            return Admitted(creds[0])
-        failures.add(source_ip, self.clock())
-        return Refused(Refusal.WRONG_CREDENTIALS)
+        return password
+
+    def _session_key(self) -> bytes:
+        return session_key(self._usable_password(), self.session_salt)

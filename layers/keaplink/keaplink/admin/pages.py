@@ -108,12 +108,49 @@ def _queue_card(queue: dict[str, Any] | None) -> str:
     return f"<div class='card' id='queue'><p>Actions queue: {badge}</p><dl>{dl}</dl></div>"
 
 
-def _page(title: str, body: str) -> str:
+def _page(title: str, body: str, head: str = "") -> str:
     return (
         "<!doctype html><html lang='en'><head><meta charset='utf-8'>"
-        "<meta name='viewport' content='width=device-width,initial-scale=1'>"
+        f"<meta name='viewport' content='width=device-width,initial-scale=1'>{head}"
         f"<title>{escape(title)}</title><style>{_STYLE}</style></head><body><main>{body}</main></body></html>"
     )
+
+
+# ?done=<code> on the sign-in page, and what a refused sign-in shows: fixed texts only.
+SIGN_IN_NOTICES = {"signed_out": "You are signed out."}
+SIGN_IN_ERRORS = {
+    "wrong": "Wrong user name or password.",
+    "missing": "Enter the user name and the password.",
+}
+
+
+def sign_in_page(base_path: str, done: str | None = None, error: str | None = None) -> str:
+    """The sign-in form, written so that password managers recognise it and fill it in."""
+    notice = SIGN_IN_NOTICES.get(done or "")
+    problem = SIGN_IN_ERRORS.get(error or "")
+    banner = (f"<div class='msg err' id='error'>{escape(problem)}</div>" if problem
+              else f"<div class='msg ok' id='message'>{escape(notice)}</div>" if notice else "")
+    body = (
+        "<h1>keaplink · Sign in</h1>"
+        f"{banner}<div class='card'><form method='post' action='{escape(base_path)}/signin' id='signin'>"
+        "<label for='username'>User name</label>"
+        "<input type='text' id='username' name='username' autocomplete='username' autocapitalize='off' "
+        "spellcheck='false' required maxlength='64'>"
+        "<label for='password'>Password</label>"
+        "<input type='password' id='password' name='password' autocomplete='current-password' required "
+        "maxlength='512'>"
+        "<p><button class='btn' id='sign-in' type='submit'>Sign in</button></p></form>"
+        "<p class='muted'>The user name is <code>admin</code>; the password is in the admin secret "
+        "(<code>AdminSecretArn</code> in the stack's outputs).</p></div>"
+    )
+    return _page("keaplink · Sign in", body)
+
+
+def continue_page(message: str, url: str) -> str:
+    """A notice that moves on to ``url`` by itself (a navigation of this site's own, unlike a redirect)."""
+    body = (f"<h1>keaplink</h1><div class='msg ok' id='message'>{escape(message)}</div>"
+            f"<p><a class='btn' id='continue' href='{escape(url)}'>Continue to the status page</a></p>")
+    return _page("keaplink", body, head=f"<meta http-equiv='refresh' content='0;url={escape(url)}'>")
 
 
 def status_page(view: dict[str, Any], base_path: str, done: str | None = None) -> str:
@@ -146,7 +183,9 @@ def status_page(view: dict[str, Any], base_path: str, done: str | None = None) -
         f"{_queue_card(view.get('queue'))}"
         f"<div class='card'>{actions}<p>Redirect URI to register in your Keap developer app:<br>"
         f"<code id='callback-url'>{escape(str(view['callback_url']))}</code></p>"
-        f"<p><a href='{escape(base_path)}/status.json'>status.json</a></p></div>"
+        f"<p><a href='{escape(base_path)}/status.json'>status.json</a></p>"
+        f"<form method='post' action='{escape(base_path)}/signout' class='inline'>"
+        "<button class='btn secondary' id='sign-out' type='submit'>Sign out</button></form></div>"
         f"{_timeline_card(view.get('timeline'))}{_dead_letters_card(view.get('dead_letters'))}"
         f"{_import_card(base_path) if view['auth_mode'] == 'oauth' else ''}"
     )

@@ -17,8 +17,15 @@ from aws_lambda_powertools.event_handler.middlewares import NextMiddleware
 from aws_lambda_powertools.logging import correlation_paths
 
 from keaplink.admin import pages
-from keaplink.admin.auth import CHALLENGE, is_cross_site
-from keaplink.admin.gate import Admitted, Gate, LockedOut, Refusal
+from keaplink.admin.auth import (
+    ADMIN_USER,
+    CHALLENGE,
+    clear_session_cookie,
+    is_cross_site,
+    session_cookie,
+    session_cookie_name,
+)
+from keaplink.admin.gate import Admitted, Gate, LockedOut, Refusal, Refused, Verdict
 from keaplink.admin.request import (
     STATE_COOKIE,
     RequestContext,
@@ -124,29 +131,34 @@ def html(status: int, body: str, headers: Mapping[str, str] | None = None) -> Re
     return Response(status, content_types.TEXT_HTML, body, headers=dict(headers or {}))
 
 
-def resolver(settings: Callable[[], Settings], gate: Callable[[], Gate]) -> APIGatewayRestResolver:
-    """A REST resolver whose every route needs the admin's Basic credentials, with typed-error pages."""
+# Reachable without being signed in: the sign-in form itself and signing out.
+PUBLIC_ROUTES = frozenset({"/signin", "/signout"})
+
+
+def resolver(settings: Callable[[], Settings], gate: Callable[[], Gate] | None) -> APIGatewayRestResolver:
+    """A REST resolver whose routes need the admin (a session or Basic credentials), with typed-error pages.
+
+    ``gate=None`` is the OAuth callback: Keap's cross-site redirect arrives without the SameSite=Strict
+    session cookie, so the callback is authenticated by the single-use state cookie this browser was given
+    when a signed-in admin pressed "Connect Keap" (:func:`keaplink.admin.routes.complete_connect`)."""
     app = APIGatewayRestResolver()
 
     def admin_only(app: APIGatewayRestResolver, next_middleware: NextMiddleware) -> Response[str]:
         event = app.current_event
-        verdict = gate().check(event.headers.get("Authorization"), source_ip(event))
-        if isinstance(verdict, LockedOut):
-            metrics.add_metric("AdminLockedOut", "Count", 1)
-            logger.warning("admin sign-in refused: source locked out", extra={"retry_after_s": verdict.retry_after_s})
-            return html(429, pages.locked_out_page(verdict.retry_after_s), {"Retry-After": str(verdict.retry_after_s)})
-        if not isinstance(verdict, Admitted):
-            if verdict.reason is Refusal.WRONG_CREDENTIALS:  # a guess; a missing header is a browser's first ask
-                metrics.add_metric("AdminAuthRejected", "Count", 1)
-                logger.warning("admin sign-in refused: wrong credentials", extra={"path": event.path})
-            return Response(401, content_types.TEXT_PLAIN, "Unauthorized", headers={"WWW-Authenticate": CHALLENGE})
-        ctx = RequestContext(admin=verdict.user, base_url=public_base_url(event, settings().public_base_url),
-                             settings=settings())
-        app.append_context(request=ctx)  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
+        base_url = public_base_url(event, settings().public_base_url)
         if is_cross_site(event.http_method, event.headers.get("Sec-Fetch-Site"), event.headers.get("Origin"),
-                         url_origin(ctx.base_url)):
+                         url_origin(base_url)):
             logger.warning("cross-site request refused", extra={"path": event.path})
             return Response(403, content_types.TEXT_PLAIN, "Cross-site request refused")
+        if gate is None or event.path in PUBLIC_ROUTES:
+            user = ADMIN_USER if gate is None else ""
+        else:
+            session = cookie_value(event.headers.get("Cookie"), session_cookie_name(base_url.startswith("https://")))
+            verdict = gate().check(event.headers.get("Authorization"), session, source_ip(event))
+            if not isinstance(verdict, Admitted):
+                return refusal(verdict, event, url_path(base_url))
+            user = verdict.user
+        app.append_context(request=RequestContext(admin=user, base_url=base_url, settings=settings()))  # type: ignore[no-untyped-call]  # Powertools leaves it untyped
         return next_middleware(app)
 
     def error_page(exc: Exception) -> Response[str]:
@@ -174,6 +186,28 @@ def resolver(settings: Callable[[], Settings], gate: Callable[[], Gate]) -> APIG
     return app
 
 
+def record_refusal(verdict: Verdict, path: str) -> None:
+    """Metrics and a log line for a lockout or a wrong guess (a missing credential is a browser's first ask)."""
+    if isinstance(verdict, LockedOut):
+        metrics.add_metric("AdminLockedOut", "Count", 1)
+        logger.warning("admin sign-in refused: source locked out", extra={"retry_after_s": verdict.retry_after_s})
+    elif isinstance(verdict, Refused) and verdict.reason is Refusal.WRONG_CREDENTIALS:
+        metrics.add_metric("AdminAuthRejected", "Count", 1)
+        logger.warning("admin sign-in refused: wrong credentials", extra={"path": path})
+
+
+def refusal(verdict: Verdict, event: APIGatewayProxyEvent, base_path: str) -> Response[str]:
+    """Not admitted: a browser is sent to the sign-in form; a script gets 401 and the Basic challenge (which
+    API Gateway renames on the way out, so no browser ever relies on it)."""
+    record_refusal(verdict, event.path)
+    if isinstance(verdict, LockedOut):
+        return html(429, pages.locked_out_page(verdict.retry_after_s), {"Retry-After": str(verdict.retry_after_s)})
+    if wants_html(event):
+        return html(303, "", {"Location": f"{base_path}/signin"})
+    return Response(401, content_types.TEXT_PLAIN, "Unauthorized: send Basic credentials, or sign in at /signin",
+                    headers={"WWW-Authenticate": CHALLENGE})
+
+
 def lambda_handler(
     app: APIGatewayRestResolver, settings: Callable[[], Settings]
 ) -> Callable[[dict[str, Any], LambdaContext], dict[str, Any]]:
@@ -190,6 +224,11 @@ def lambda_handler(
     return handler
 
 
+def wants_html(event: APIGatewayProxyEvent) -> bool:
+    """A browser asking for a page (it sends ``Accept: text/html``; curl and the CLI do not)."""
+    return "text/html" in (event.headers.get("Accept") or "").lower()
+
+
 def wants_json(event: APIGatewayProxyEvent) -> bool:
     """A script (the CLI) asking for JSON rather than a browser asking for a page."""
     accept = (event.headers.get("Accept") or "").lower()
@@ -199,18 +238,22 @@ def wants_json(event: APIGatewayProxyEvent) -> bool:
 MAX_FORM_BYTES = 16_384
 
 
+class FormUnreadable(ValueError):
+    """A posted form that is not a form keaplink can read; each route says what that means for it."""
+
+
 def form_fields(event: APIGatewayProxyEvent) -> dict[str, str]:
     """An ``application/x-www-form-urlencoded`` body's fields (the first value of each), within limits."""
     if (event.headers.get("Content-Type") or "").split(";")[0].strip().lower() != "application/x-www-form-urlencoded":
-        raise TokenPairInvalid("the form was not sent as application/x-www-form-urlencoded")
+        raise FormUnreadable("the form was not sent as application/x-www-form-urlencoded")
     raw = event.body or ""
     if len(raw) > MAX_FORM_BYTES:
-        raise TokenPairInvalid(f"the form is larger than {MAX_FORM_BYTES} bytes")
+        raise FormUnreadable(f"the form is larger than {MAX_FORM_BYTES} bytes")
     try:
         text = base64.b64decode(raw, validate=True).decode() if event.is_base64_encoded else raw
         fields = parse_qs(text, keep_blank_values=True, max_num_fields=10)
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise TokenPairInvalid("the form could not be read") from None
+        raise FormUnreadable("the form could not be read") from None
     return {k: v[0] for k, v in fields.items()}
 
 
@@ -227,13 +270,10 @@ def request(app: APIGatewayRestResolver) -> RequestContext:
     return ctx
 
 
-def redirect_to_status(app: APIGatewayRestResolver, done: str, clear_state_cookie: bool = False) -> Response[str]:
+def redirect_to_status(app: APIGatewayRestResolver, done: str) -> Response[str]:
     """Back to the status page with a notice chosen by code (never by text from the request)."""
     assert done in pages.DONE_MESSAGES, done
-    headers = {"Location": f"{request(app).base_path}/?done={done}"}
-    if clear_state_cookie:
-        headers["Set-Cookie"] = f"{STATE_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"
-    return html(303, "", headers)
+    return html(303, "", {"Location": f"{request(app).base_path}/?done={done}"})
 
 
 # --- one adapter per route ----------------------------------------------------------------------------
@@ -267,7 +307,10 @@ def refresh_now(app: APIGatewayRestResolver, refresher: Refresher) -> Response[s
 
 def import_tokens(app: APIGatewayRestResolver, importer: TokenImporter) -> Response[str]:
     """A token pair from Keap's developer portal, posted by the status page's form or the CLI."""
-    fields = form_fields(app.current_event)
+    try:
+        fields = form_fields(app.current_event)
+    except FormUnreadable as exc:
+        raise TokenPairInvalid(str(exc)) from None
     conn = importer.import_pair(fields.get("access_token", ""), fields.get("refresh_token", ""))
     if wants_json(app.current_event):
         tenant = conn.token.tenant if conn.token else None
@@ -283,4 +326,50 @@ def callback(app: APIGatewayRestResolver, states: StateStore, store: TokenStore,
     complete_connect(params, admin=ctx.admin, browser_state=cookie_value(event.headers.get("Cookie")), states=states,
                      store=store, oauth=oauth, callback_url=ctx.callback_url, resume_queue=resume_queue,
                      timeline=timeline)
-    return redirect_to_status(app, "connected", clear_state_cookie=True)
+    # A page that moves on by itself rather than a redirect: after Keap's cross-site redirect, the browser
+    # sends the SameSite=Strict session cookie only on a navigation this site starts.
+    clear = f"{STATE_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"
+    return html(200, pages.continue_page(pages.DONE_MESSAGES["connected"], f"{ctx.base_path}/?done=connected"),
+                {"Set-Cookie": clear})
+
+
+def sign_in_form(app: APIGatewayRestResolver) -> Response[str]:
+    done = app.current_event.get_query_string_value("done")
+    return html(200, pages.sign_in_page(request(app).base_path, done=done))
+
+
+def sign_in(app: APIGatewayRestResolver, gate: Gate) -> Response[str]:
+    """The sign-in form posted: a session cookie and the status page, or the form again with why not."""
+    ctx, event = request(app), app.current_event
+    try:
+        fields = form_fields(event)
+    except FormUnreadable:
+        fields = {}
+    verdict = gate.sign_in(fields.get("username", ""), fields.get("password", ""), source_ip(event))
+    if isinstance(verdict, Admitted) and verdict.session:
+        metrics.add_metric("AdminSignedIn", "Count", 1)
+        logger.info("admin signed in")
+        cookie = session_cookie(verdict.session, ctx.is_https)
+        return html(303, "", {"Location": f"{ctx.base_path}/", "Set-Cookie": cookie})
+    if isinstance(verdict, Refused) and verdict.reason is Refusal.NO_CREDENTIALS:
+        return html(400, pages.sign_in_page(ctx.base_path, error="missing"))
+    if isinstance(verdict, LockedOut):
+        return refusal(verdict, event, ctx.base_path)
+    record_refusal(verdict, event.path)
+    return html(401, pages.sign_in_page(ctx.base_path, error="wrong"))
+
+
+def sign_out(app: APIGatewayRestResolver) -> Response[str]:
+    """Forget the session in this browser (a session ends by itself after 8 hours, or when the password
+    changes)."""
+    ctx = request(app)
+    logger.info("admin signed out")
+    return html(303, "", {"Location": f"{ctx.base_path}/signin?done=signed_out",
+                          "Set-Cookie": clear_session_cookie(ctx.is_https)})
+
+
+def add_sign_in_routes(app: APIGatewayRestResolver, gate: Callable[[], Gate]) -> None:
+    """The routes a browser uses before and after a session: ``GET``/``POST /signin``, ``POST /signout``."""
+    app.get("/signin")(lambda: sign_in_form(app))
+    app.post("/signin")(lambda: sign_in(app, gate()))
+    app.post("/signout")(lambda: sign_out(app))

@@ -134,8 +134,10 @@ def keap_endpoints(sandbox_url: str | None) -> dict[str, str]:
             "client_id": os.environ["KEAP_CLIENT_ID"],
             "client_secret": os.environ["KEAP_CLIENT_SECRET"],
         }
+    # The browser meets Keap's consent page on another site than the admin panel (localhost, not 127.0.0.1),
+    # as on AWS: cookies marked SameSite=Strict are then withheld on the way back, exactly as they would be.
     return {
-        "authorize_url": f"{sandbox_url}/app/oauth/authorize",
+        "authorize_url": f"{sandbox_url.replace('//127.0.0.1:', '//localhost:')}/app/oauth/authorize",
         "token_url": f"{sandbox_url}/token",
         "api_url": f"{sandbox_url}/crm/rest",
         "client_id": os.environ.get("KEAP_CLIENT_ID", SANDBOX_CLIENT_ID),

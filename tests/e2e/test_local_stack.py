@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import json
 import shutil
 import subprocess
@@ -60,24 +59,48 @@ def browser():  # type: ignore[no-untyped-def]
     driver.quit()
 
 
-def test_connect_keap_in_a_browser(local_stack: LocalStack, browser) -> None:  # type: ignore[no-untyped-def]
+def sign_in(browser, stack: LocalStack) -> None:  # type: ignore[no-untyped-def]
+    """Open the admin URL and sign in as a person does: the form, typed into, submitted."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    user, password = auth(local_stack)
-    token = base64.b64encode(f"{user}:{password}".encode()).decode()
-    browser.execute_cdp_cmd("Network.enable", {})
-    browser.execute_cdp_cmd("Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}})
+    wait = WebDriverWait(browser, 60)
+    browser.get(stack["admin_url"])
+    wait.until(ec.element_to_be_clickable((By.ID, "sign-in")))  # sent to the sign-in form
+    assert browser.current_url == stack["admin_url"] + "signin"
+    user, password = auth(stack)
+    browser.find_element(By.ID, "username").send_keys(user)
+    browser.find_element(By.ID, "password").send_keys(password)
+    browser.save_screenshot(str(OUTPUT / "sign-in.png"))
+    browser.find_element(By.ID, "sign-in").click()
+    wait.until(ec.presence_of_element_located((By.ID, "status")))
+
+
+def test_connect_keap_in_a_browser(local_stack: LocalStack, browser) -> None:  # type: ignore[no-untyped-def]
+    """Sign in, connect Keap on Keap's own (cross-site) consent page, come back signed in, sign out."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as ec
+    from selenium.webdriver.support.ui import WebDriverWait
+
     wait = WebDriverWait(browser, 60)
     browser.get(local_stack["admin_url"])
+    wrong = browser.find_element(By.ID, "password")  # a wrong password first: the form again, with why
+    browser.find_element(By.ID, "username").send_keys("admin")
+    wrong.send_keys("not-the-password-at-all")
+    browser.find_element(By.ID, "sign-in").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "error"), "Wrong user name or password."))
+    sign_in(browser, local_stack)
     wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Not connected"))
+    cookies = {c["name"]: c for c in browser.get_cookies()}
+    assert cookies["keaplink_session"]["httpOnly"] and cookies["keaplink_session"]["sameSite"] == "Strict"
     browser.save_screenshot(str(OUTPUT / "status-before.png"))
     browser.find_element(By.ID, "connect").click()
     wait.until(ec.element_to_be_clickable((By.ID, "allow")))  # the (sandbox) Keap consent page
+    assert browser.current_url.startswith(local_stack["keap_authorize_url"].split("/app/")[0])  # another site
     browser.save_screenshot(str(OUTPUT / "keap-consent.png"))
     browser.find_element(By.ID, "allow").click()
-    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Connected"))
+    wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Connected"))  # still signed in
     assert "Keap connected." in browser.find_element(By.ID, "message").text
     assert "sb123.infusionsoft.com" in browser.page_source
     browser.save_screenshot(str(OUTPUT / "status-connected.png"))
@@ -87,6 +110,11 @@ def test_connect_keap_in_a_browser(local_stack: LocalStack, browser) -> None:  #
 
     expires = datetime.fromisoformat(status["expires_at"].replace("Z", "+00:00")).timestamp()
     assert abs(expires - (time.time() + 86400)) < 300  # Keap's expires_in, stored as an absolute time
+    browser.find_element(By.ID, "sign-out").click()
+    wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "You are signed out."))
+    browser.get(local_stack["admin_url"])  # signed out: the panel sends the browser to the form again
+    wait.until(ec.element_to_be_clickable((By.ID, "sign-in")))
+    assert "keaplink_session" not in {c["name"] for c in browser.get_cookies()}
 
 
 def mint_pair(stack: LocalStack) -> dict[str, str]:
@@ -106,10 +134,9 @@ def test_import_a_token_pair_in_a_browser(local_stack: LocalStack, browser) -> N
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
 
-    # Runs after the connect test (same browser, the Authorization header is still set).
     pair = mint_pair(local_stack)
     wait = WebDriverWait(browser, 60)
-    browser.get(local_stack["admin_url"])
+    sign_in(browser, local_stack)  # the connect test signed out at its end
     wait.until(ec.text_to_be_present_in_element((By.ID, "status"), "Connected"))
     assert browser.find_element(By.ID, "access_token").get_attribute("type") == "password"
     browser.find_element(By.ID, "access_token").send_keys(pair["access_token"])

@@ -63,8 +63,9 @@ def test_a_locked_source_is_refused_without_the_password_even_when_right() -> No
 
 def test_wrong_and_right_credentials() -> None:
     failures, password = FakeFailures(Attempts(9, NOW + 60)), CountingPassword()
-    assert gate(failures, password).check(basic("admin", "nope"), None, "1.2.3.4") == Refused(Refusal.WRONG_CREDENTIALS)
-    assert gate(failures, password).check(basic("root", PASSWORD), None, "1.2.3.4") == Refused(Refusal.WRONG_CREDENTIALS)
+    wrong = Refused(Refusal.WRONG_CREDENTIALS)
+    assert gate(failures, password).check(basic("admin", "nope"), None, "1.2.3.4") == wrong
+    assert gate(failures, password).check(basic("root", PASSWORD), None, "1.2.3.4") == wrong
     assert failures.added == ["1.2.3.4", "1.2.3.4"]
     assert gate(failures, password).check(basic("admin", PASSWORD), None, "1.2.3.4") == Admitted("admin")
 
@@ -132,7 +133,8 @@ def test_a_session_ends_when_it_expires_or_the_password_changes() -> None:
     verdict = gate(failures, CountingPassword()).sign_in("admin", PASSWORD, "1.2.3.4")
     assert isinstance(verdict, Admitted)
     later = NOW + SESSION_LIFETIME_S
-    assert gate(failures, CountingPassword(), now=later - 1).check(None, verdict.session, "1.2.3.4") == Admitted("admin")
+    assert gate(failures, CountingPassword(), now=later - 1).check(None, verdict.session, "1.2.3.4") == Admitted(
+        "admin")
     assert gate(failures, CountingPassword(), now=later).check(None, verdict.session, "1.2.3.4") == Refused(
         Refusal.NO_CREDENTIALS)
     rotated = CountingPassword("another-fifteen-chars")

@@ -1,12 +1,15 @@
 """``make demo``: the whole keaplink system on 127.0.0.1, from the real template.
 
 Starts the Keap sandbox (unless the ``KEAP_*_URL`` variables point at a real Keap), the ministack AWS
-emulator, builds and deploys ``template.yaml`` into it, writes ``.keaplink/local.json`` for scripts, prints
-what to open, then tails one line per function invocation until Ctrl-C or SIGTERM stops everything. Once
+emulator, builds and deploys ``template.yaml`` into it, serves the admin API through a front that renames
+response headers as API Gateway does (:mod:`keaplink_dev.apigw_front`), writes ``.keaplink/local.json`` for
+scripts, prints what to open, then tails one line per function invocation until Ctrl-C or SIGTERM stops
+everything. Once
 Docker runs, it also writes ``.keaplink/sam-env.json`` for ``sam local`` (:mod:`keaplink_dev.sam_local`).
 
 Environment (all optional):
   KEAPLINK_AWS_PORT (4566)      the emulator's port
+  KEAPLINK_API_PORT (4567)      the admin API's front (the admin URL)
   KEAP_SANDBOX_PORT (8765)      the Keap sandbox's port
   KEAPLINK_ADMIN_PASSWORD       admin password, 15 characters at least (default: generated and printed)
   KEAP_CLIENT_ID / KEAP_CLIENT_SECRET   needed with a real Keap (default: the sandbox's)
@@ -33,6 +36,7 @@ from typing import Any
 
 import requests
 
+from keaplink_dev.apigw_front import ApiFront
 from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, REPO_ROOT, local_state_path, write_local_state
 from keaplink_dev.deploy import SamError, sam_build, sam_deploy
 from keaplink_dev.ministack import MiniStack, MiniStackError, ensure_installed, port_in_use
@@ -106,6 +110,28 @@ def keap_sandbox(port: int, state_dir: Path, out: Printer, validate_contract: bo
         log.close()
 
 
+def _api_port(aws_port: int, sandbox_port: int) -> int:
+    port = _env_port("KEAPLINK_API_PORT", 4567)
+    if port in (aws_port, sandbox_port):
+        raise StackError(f"KEAPLINK_API_PORT={port} is also the emulator's or the sandbox's port: choose another")
+    return port
+
+
+@contextmanager
+def admin_front(endpoint: str, api_id: str, port: int, out: Printer) -> Iterator[ApiFront]:
+    """The admin URL's server. The emulator's execute-api passes a function's response headers unchanged;
+    API Gateway does not, and neither does this front."""
+    try:
+        front = ApiFront(endpoint, api_id, port).start()
+    except OSError as exc:
+        raise StackError(f"cannot listen on port {port} (admin API front): {exc}; set KEAPLINK_API_PORT") from exc
+    out(f"  ✓ admin API front on {front.url} (renames response headers as API Gateway does)")
+    try:
+        yield front
+    finally:
+        front.stop()
+
+
 def deploy_parameters(keap: dict[str, str], admin_password: str, endpoint: str) -> dict[str, str]:
     return {
         "Stage": STAGE,
@@ -149,9 +175,8 @@ def uses_real_keap() -> bool:
     return any(os.environ.get(v) for v in ("KEAP_AUTHORIZE_URL", "KEAP_TOKEN_URL", "KEAP_API_URL"))
 
 
-def local_state(endpoint: str, outputs: dict[str, str], keap: dict[str, str], password: str,
+def local_state(endpoint: str, admin_url: str, outputs: dict[str, str], keap: dict[str, str], password: str,
                 sandbox_url: str | None) -> dict[str, Any]:
-    admin_url = f"{endpoint}/_aws/execute-api/{outputs['AdminApiId']}/{STAGE}/"
     return {
         "admin_url": admin_url,
         "callback_url": admin_url + "callback",
@@ -215,12 +240,14 @@ def run(out: Printer = say, stop: threading.Event | None = None) -> int:
     state_file.unlink(missing_ok=True)
     aws_port = _env_port("KEAPLINK_AWS_PORT", 4566)
     sandbox_port = _env_port("KEAP_SANDBOX_PORT", 8765)
+    api_port = _api_port(aws_port, sandbox_port)
     password = os.environ.get("KEAPLINK_ADMIN_PASSWORD") or secrets.token_urlsafe(12)  # 16 characters
     if len(password) < 15:  # the template's AdminPassword would refuse it, less clearly and later
         raise StackError("KEAPLINK_ADMIN_PASSWORD must be at least 15 characters long")
 
     with ExitStack() as stack:
         out("Starting keaplink locally")
+        _check_port(api_port, "admin API front", "KEAPLINK_API_PORT")  # before minutes of starting and deploying
         sandbox_url = None if uses_real_keap() else stack.enter_context(keap_sandbox(sandbox_port, state_dir, out))
         keap = keap_endpoints(sandbox_url)
         _check_port(aws_port, "local AWS", "KEAPLINK_AWS_PORT")
@@ -235,10 +262,11 @@ def run(out: Printer = say, stop: threading.Event | None = None) -> int:
         out("  … sam deploy (about 10 s)")
         parameters = deploy_parameters(keap, password, emulator.endpoint)
         outputs = sam_deploy(REPO_ROOT, emulator.endpoint, DEFAULT_STACK, parameters, out=lambda line: None)
-        state = local_state(emulator.endpoint, outputs, keap, password, sandbox_url)
+        front = stack.enter_context(admin_front(emulator.endpoint, outputs["AdminApiId"], api_port, out))
+        state = local_state(emulator.endpoint, front.stage_url(STAGE), outputs, keap, password, sandbox_url)
         # The functions cannot learn their API's URL from the template (a circular reference), and the
-        # emulator's path-style URL (/_aws/execute-api/<id>/<stage>) is not visible in the request: so
-        # once the API id is known, a second deploy sets PublicBaseUrl, as a custom domain would.
+        # front's URL is this machine's choice: so once the API id is known, a second deploy sets
+        # PublicBaseUrl to the front's URL, as a custom domain would.
         out("  … sam deploy again with the admin URL (PublicBaseUrl)")
         parameters["PublicBaseUrl"] = state["admin_url"].rstrip("/")
         sam_deploy(REPO_ROOT, emulator.endpoint, DEFAULT_STACK, parameters, out=lambda line: None)

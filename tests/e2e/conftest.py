@@ -47,6 +47,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
         "KEAPLINK_STATE_DIR": str(state_dir),
         "KEAPLINK_AWS_PORT": str(free_port()),
         "KEAP_SANDBOX_PORT": str(free_port()),
+        "KEAPLINK_API_PORT": str(free_port()),
         "KEAPLINK_ADMIN_PASSWORD": secrets.token_urlsafe(12),
         "PYTHONUNBUFFERED": "1",
         "PYTHONPATH": PYTHONPATH,

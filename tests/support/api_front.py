@@ -1,6 +1,7 @@
 """A stand-in for API Gateway on 127.0.0.1: real HTTP in, a REST proxy event to the in-process admin or
-callback handler, its answer back out. Lets the CLI (which talks HTTP to the admin URL) be tested without
-the local stack."""
+callback handler, its answer back out with the response headers renamed as API Gateway renames them
+(``keaplink_dev.apigw``). Lets the CLI (which talks HTTP to the admin URL) be tested without the local
+stack."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
+from keaplink_dev.apigw import remap_response_headers
 from tests.support.apigw import FakeContext, rest_event
 from tests.support.handlers import load_handler
 
@@ -34,10 +36,14 @@ class _Front(BaseHTTPRequestHandler):
         function = "callback" if route == "/callback" else "admin"
         answer = load_handler(function).lambda_handler(event, FakeContext())
         payload = (answer.get("body") or "").encode()
-        self.send_response(answer["statusCode"])
-        for name, values in (answer.get("multiValueHeaders") or {}).items():
-            for value in values:
-                self.send_header(name, value)
+        # As API Gateway merges them: a name in multiValueHeaders replaces the same name in headers.
+        multi = {k.lower(): (k, vs) for k, vs in (answer.get("multiValueHeaders") or {}).items()}
+        single = [(k, [v]) for k, v in (answer.get("headers") or {}).items() if k.lower() not in multi]
+        lines = [(name, value) for name, values in [*single, *multi.values()] for value in values]
+        self.send_response_only(answer["statusCode"])
+        self.send_header("Date", self.date_time_string())
+        for name, value in remap_response_headers(lines):
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)

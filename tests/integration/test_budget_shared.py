@@ -43,5 +43,5 @@ def test_a_container_without_dynamodb_uses_its_local_share(aws, monkeypatch) -> 
     budget = root.rate_limiter()
     budget.acquire()
     budget.acquire()
-    assert budget.fallbacks == 1  # said once; 11/s (24 less 2 for priority callers, over MaximumConcurrency 2)
-    assert budget._fallback.max_rate == 11.0
+    assert budget.fallbacks == 1  # said once, then the local share:
+    assert budget.fallback_rps == (23.5 - 2) / 2  # the budget less 2/s for priority callers, over 2 containers

@@ -37,7 +37,7 @@ def test_maximum_concurrency_is_one_free_parameter_under_one_shared_keap_budget(
     assert template["Parameters"]["ActionsMaxConcurrency"]["Default"] == DEFAULT_ACTIONS_CONTAINERS
     # The rate is the deployment's, not a container's: no per-container split to keep in sync.
     assert "KEAP_MAX_RPS" not in variables
-    assert variables["KEAP_RATE_BUDGET"] == {"Fn::If": ["IsApiKeyMode", "3.8", str(int(DEFAULT_RATE_BUDGET))]}
+    assert variables["KEAP_RATE_BUDGET"] == {"Fn::If": ["IsApiKeyMode", "3.8", f"{DEFAULT_RATE_BUDGET:g}"]}
 
 
 def test_the_dlq_keeps_a_moved_message_long_after_the_queue_would_have(template: dict[str, Any]) -> None:

@@ -32,7 +32,7 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class BudgetRules:
-    rate_per_s: float = 24.0  # slots per second for the whole deployment: one below Keap's 25/s spike limit
+    rate_per_s: float = 24.0  # slots per second for the whole deployment (configured: KEAP_RATE_BUDGET, 23.5)
     horizon_s: float = 0.5  # normal callers book at most this far ahead of now
     reserve_s: float = 0.5  # ... and priority callers this much further: a reserve the actions never take
     block: int = 4  # slots booked per write, at most (fewer when fewer callers wait)
@@ -125,6 +125,11 @@ class SharedBudget:
         self._fallback_until = -math.inf
         # Counters, for tests and the benchmark.
         self.writes = self.conflicts = self.reads = self.dropped = self.fallbacks = 0
+
+    @property
+    def fallback_rps(self) -> float:
+        """This container's local share while the shared budget is out of reach."""
+        return self._fallback.max_rate
 
     # --- the limiter's interface ---------------------------------------------------------------------
     def acquire(self, deadline: Deadline | None = None) -> None:

@@ -97,7 +97,6 @@ def fallback_share(rules: BudgetRules, containers: int) -> float:
 
 # How long a container uses its local share after DynamoDB failed, before it tries the shared budget again.
 FALLBACK_S = 30.0
-MAX_CONFLICTS = 6
 
 
 class SharedBudget:
@@ -200,9 +199,12 @@ class SharedBudget:
                     return None
 
     def _book(self, deadline: Deadline | None) -> bool:
-        """Book a block of slots (one conditional write); False when DynamoDB failed: fall back."""
+        """Book a block of slots (one conditional write); False when DynamoDB failed: fall back.
+
+        A conflict (another container wrote since this one read) is contention, not an outage: re-read and try
+        again, as long as the deadline allows. Only an error of DynamoDB's makes the container fall back."""
         try:
-            for _ in range(MAX_CONFLICTS):
+            while True:
                 if not self._known:
                     self._state, self._known = self._store.read(), True
                     self.reads += 1
@@ -214,11 +216,7 @@ class SharedBudget:
                 start = max(seen.next_free if seen else now, self._paused_until)
                 grant = take(start, now, want, self.priority, self.rules, rate)
                 if grant.count == 0:
-                    pause = grant.retry_at - now
-                    if deadline is None:
-                        self._sleep(pause)
-                    else:
-                        deadline.wait(pause, "rate budget")
+                    self._wait(grant.retry_at - now, deadline)
                     self._known = False
                     continue
                 written = self._store.write(seen, grant.next_free)
@@ -226,6 +224,8 @@ class SharedBudget:
                 if written is None:
                     self.conflicts += 1
                     self._known = False
+                    if deadline is not None:
+                        deadline.require(0.0, "rate budget")  # out of time: OutOfTime, not another round
                     continue
                 self._state = written
                 with self._lock:
@@ -236,8 +236,12 @@ class SharedBudget:
         except Exception as exc:  # noqa: BLE001 - DynamoDB unreachable or refusing: the local share, said so
             self._fall_back(exc)
             return False
-        self._fall_back(RuntimeError(f"{MAX_CONFLICTS} conflicting writes in a row"))
-        return False
+
+    def _wait(self, seconds: float, deadline: Deadline | None) -> None:
+        if deadline is None:
+            self._sleep(max(0.0, seconds))
+        else:
+            deadline.wait(max(0.0, seconds), "rate budget")
 
     def _fall_back(self, why: BaseException) -> None:
         self.fallbacks += 1

@@ -418,6 +418,7 @@ class Settings:
     burst_concurrency: int = 4  # the burst's: what the shared budget allows, DynamoDB work spread wider
     poll_cycle_s: float = 20.0  # the poller's long poll at very low traffic (AWS: "up to 20 seconds")
     callers_during_burst: bool = True  # the minute probe and a refresh, during the burst
+    rate_budget: float | None = None  # KEAP_RATE_BUDGET for the containers (None: the template's)
 
 
 class Bench:
@@ -640,6 +641,8 @@ class Bench:
             source = replace(source, concurrency=self.s.concurrency)
         schedule = [(i / rate_per_s if rate_per_s else 0.0, body) for i, (_, _, body) in enumerate(events)]
         env = {**self.env, **self.container_env, "ACTIONS_CONTAINERS": str(source.concurrency)}
+        if self.s.rate_budget:
+            env["KEAP_RATE_BUDGET"] = f"{self.s.rate_budget:g}"
         started = time.time()
         poller = Poller(source, self.s.visibility_s, self.s.poll_cycle_s if low_traffic else None)
         with self.other_callers(callers) as others:
@@ -732,7 +735,13 @@ class Bench:
         try:
             with self.keap_latency(latency_ms):
                 started = time.time()
-                actions = NaiveActions(self.sandbox.api_url, root.token_store())
+                # The naive way decrypts its token with KMS on every message (no cache of the container's).
+                from keaplink.connection.crypto import KmsCipher
+                from keaplink.connection.store import TokenStore
+
+                cipher = KmsCipher(lambda: root.aws_client("kms"), lambda: root.settings().need("token_kms_key_id"))
+                store = TokenStore(root.settings().connection_id, root.connection_table, cipher)
+                actions = NaiveActions(self.sandbox.api_url, store)
                 elapsed = run_list([body for _, _, body in events], actions, timeout_s=self.s.timeout_s)
                 log = self.rest_log(started)
         finally:
@@ -1052,6 +1061,8 @@ def main(argv: list[str] | None = None) -> int:
                         help="the poller's long poll at very low traffic, with a window (AWS: up to 20 s)")
     parser.add_argument("--light-events", type=int, default=None, help="events of each light-load run (60)")
     parser.add_argument("--no-callers", action="store_true", help="no probe or refresh during the burst")
+    parser.add_argument("--rate-budget", type=float, default=None,
+                        help="KEAP_RATE_BUDGET of the containers (the template's: 23.5)")
     parser.add_argument("--json", type=Path, default=Path("bench-output/bench.json"))
     parser.add_argument("--smoke", action="store_true", help="small and fast: exact counts, 5 ms latency")
     args = parser.parse_args(argv)
@@ -1062,7 +1073,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         settings = Settings()
     for name in ("latency_ms", "burst", "mix", "naive_events", "concurrency", "burst_concurrency", "poll_cycle_s",
-                 "light_events"):
+                 "light_events", "rate_budget"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
     settings.callers_during_burst = not args.no_callers

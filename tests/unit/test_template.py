@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import pytest
@@ -71,3 +72,56 @@ def test_the_actions_function_checks_a_held_queue_on_a_schedule(template: dict[s
     assert events["HoldCheck"]["Type"] == "Schedule"
     assert events["HoldCheck"]["Properties"]["Schedule"] == {"Ref": "QueueCheckSchedule"}
     assert template["Parameters"]["QueueCheckSchedule"]["Default"] == "rate(1 minute)"
+
+
+# ---------------------------------------------------------------- alarms reach the operator
+
+def alarms_topic_key_problems(template: dict[str, Any]) -> list[str]:
+    """Why CloudWatch alarms could not publish to the alerts topic (empty: they can)."""
+    resources = template["Resources"]
+    key_ref = resources["AlertsTopic"]["Properties"].get("KmsMasterKeyId")
+    if not isinstance(key_ref, dict):
+        return [f"the topic's key is {key_ref!r}: not a customer managed key of this template (alias/aws/sns's "
+                "policy cannot let CloudWatch use it)"]
+    name = (key_ref.get("Ref") or key_ref.get("Fn::GetAtt", [None])[0])
+    key = resources.get(name, {})
+    if key.get("Type") != "AWS::KMS::Key":
+        return [f"{name} is not an AWS::KMS::Key"]
+    problems = [] if key["Properties"].get("EnableKeyRotation") is True else ["key rotation is off"]
+    granted: set[str] = set()
+    for st in key["Properties"]["KeyPolicy"]["Statement"]:
+        services = st.get("Principal", {}).get("Service", [])
+        services = services if isinstance(services, list) else [services]
+        if st["Effect"] == "Allow" and "cloudwatch.amazonaws.com" in services:
+            actions = st["Action"] if isinstance(st["Action"], list) else [st["Action"]]
+            granted |= {a for a in actions if a in ("kms:Decrypt", "kms:GenerateDataKey*", "kms:*")}
+    if not ({"kms:Decrypt", "kms:GenerateDataKey*"} <= granted or "kms:*" in granted):
+        problems.append("the key policy does not let cloudwatch.amazonaws.com use kms:Decrypt and kms:GenerateDataKey*")
+    return problems
+
+
+def test_cloudwatch_alarms_can_publish_to_the_encrypted_alerts_topic(template: dict[str, Any]) -> None:
+    assert alarms_topic_key_problems(template) == []
+    alarms = [r["Properties"] for r in template["Resources"].values() if r["Type"] == "AWS::CloudWatch::Alarm"]
+    assert alarms and all(a["AlarmActions"] == [{"Ref": "AlertsTopic"}] for a in alarms)
+    [cloudwatch] = [st for st in template["Resources"]["AlertsKey"]["Properties"]["KeyPolicy"]["Statement"]
+                    if st.get("Principal", {}).get("Service") == "cloudwatch.amazonaws.com"]
+    assert cloudwatch["Condition"] == {"StringEquals": {"aws:SourceAccount": {"Ref": "AWS::AccountId"}}}
+
+
+def test_the_alarm_topic_check_fails_for_the_aws_managed_key_and_for_a_policy_without_cloudwatch(
+        template: dict[str, Any]) -> None:
+    managed = copy.deepcopy(template)
+    managed["Resources"]["AlertsTopic"]["Properties"]["KmsMasterKeyId"] = "alias/aws/sns"
+    assert alarms_topic_key_problems(managed)
+    without = copy.deepcopy(template)
+    policy = without["Resources"]["AlertsKey"]["Properties"]["KeyPolicy"]
+    policy["Statement"] = [st for st in policy["Statement"] if "Service" not in st.get("Principal", {})]
+    assert alarms_topic_key_problems(without) == [
+        "the key policy does not let cloudwatch.amazonaws.com use kms:Decrypt and kms:GenerateDataKey*"]
+    decrypt_only = copy.deepcopy(template)
+    for st in decrypt_only["Resources"]["AlertsKey"]["Properties"]["KeyPolicy"]["Statement"]:
+        if "Service" in st.get("Principal", {}):
+            st["Action"] = ["kms:Decrypt"]
+    assert alarms_topic_key_problems(decrypt_only)
+

@@ -56,15 +56,19 @@ def test_alarms_on_waiting_messages_and_long_holds_say_when_it_is_over(template:
     assert alarms["MessagesExpiringAlarm"]["Threshold"] < retention
 
 
-def test_the_queue_hold_policy_names_the_mapping_by_arn_for_every_function_that_holds_or_resumes(
-        template: dict[str, Any]) -> None:
+def test_only_the_actions_function_may_pause_and_resume_its_queue(template: dict[str, Any]) -> None:
+    """UpdateEventSourceMapping also changes a mapping's filters: the internet-facing callback (and the refresh)
+    must not hold it; the actions function holds it for its own mapping only (tests/integration/test_iam_scope.py
+    runs the paths against it)."""
     policy = template["Resources"]["QueueHoldPolicy"]["Properties"]
-    roles = {r["Ref"] for r in policy["Roles"]}
-    assert roles == {"CallbackFunctionRole", "RefreshFunctionRole", "ActionsFunctionRole"}
+    assert [r["Ref"] for r in policy["Roles"]] == ["ActionsFunctionRole"]
     [update] = [s for s in policy["PolicyDocument"]["Statement"] if "lambda:UpdateEventSourceMapping" in s["Action"]]
     assert update["Resource"] == {
         "Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:event-source-mapping:"
                    "${ActionsFunctionQueue}"}
+    assert update["Condition"] == {"StringEquals": {"lambda:FunctionArn": {"Fn::GetAtt": ["ActionsFunction", "Arn"]}}}
+    for name in ("CallbackFunction", "RefreshFunction"):
+        assert "ACTIONS_FUNCTION" not in functions(template)[name].get("Environment", {}).get("Variables", {}), name
 
 
 def test_the_actions_function_checks_a_held_queue_on_a_schedule(template: dict[str, Any]) -> None:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import copy
+import json
+import re
 from typing import Any
 
 import pytest
@@ -129,3 +131,66 @@ def test_the_alarm_topic_check_fails_for_the_aws_managed_key_and_for_a_policy_wi
             st["Action"] = ["kms:Decrypt"]
     assert alarms_topic_key_problems(decrypt_only)
 
+
+# ---------------------------------------------------------------- the API's access log
+
+ACCESS_LOG_VARIABLES = {  # what a line may say: who (address), what route, when, how it went - nothing sent
+    "$context.requestId", "$context.requestTime", "$context.identity.sourceIp", "$context.httpMethod",
+    "$context.resourcePath", "$context.status", "$context.responseLength", "$context.responseLatency",
+    "$context.integrationLatency", "$context.error.responseType"}
+
+
+def access_log_leaks(fmt: str) -> list[str]:
+    """The variables of an access log format that are not on the list above (headers, cookies, the query string,
+    the path with it, the body, the authorizer's context, the user agent ...)."""
+    variables = re.findall(r"\$[A-Za-z][A-Za-z0-9_.]*(?:\([^)]*\))?", fmt)
+    return [v for v in variables if v not in ACCESS_LOG_VARIABLES]
+
+
+def test_the_admin_api_logs_each_request_without_credentials_cookies_or_the_query(template: dict[str, Any]) -> None:
+    api = template["Resources"]["AdminApi"]["Properties"]
+    setting = api["AccessLogSetting"]
+    assert setting["DestinationArn"] == {"Fn::GetAtt": ["AdminApiAccessLogs", "Arn"]}
+    logs = template["Resources"]["AdminApiAccessLogs"]["Properties"]
+    assert logs["RetentionInDays"] == {"Ref": "LogRetentionDays"}
+    fmt = setting["Format"]
+    assert access_log_leaks(fmt) == []
+    assert json.loads(fmt.replace("$context.", "context.")).keys()  # one JSON object a line
+    for word in ("header", "querystring", "cookie", "$input", "$method", "authorizer", "userAgent", "$context.path"):
+        assert word.lower() not in fmt.lower(), word
+    for leak in ("$context.path", "$method.request.querystring.code", "$input.params('state')",
+                 "$method.request.header.Authorization", "$context.identity.userAgent", "$input.body",
+                 "$method.request.header.Cookie", "$context.authorizer.principalId"):
+        assert access_log_leaks(fmt + leak) == [leak], leak
+    # API Gateway writes access logs with the account's role, set before the stage exists.
+    assert template["Resources"]["AdminApi"]["DependsOn"] == "ApiGatewayAccount"
+    assert template["Resources"]["ApiGatewayAccount"]["Type"] == "AWS::ApiGateway::Account"
+
+
+# ---------------------------------------------------------------- encryption, failed scheduled runs
+
+def test_every_queue_is_encrypted_with_kms(template: dict[str, Any]) -> None:
+    queues = {name: r["Properties"] for name, r in template["Resources"].items() if r["Type"] == "AWS::SQS::Queue"}
+    assert set(queues) == {"ActionsQueue", "ActionsDeadLetterQueue", "ScheduledRunsDeadLetterQueue"}
+    assert all(q["KmsMasterKeyId"] == "alias/aws/sqs" for q in queues.values())
+
+
+def test_a_scheduled_run_that_keeps_failing_reaches_the_operator(template: dict[str, Any]) -> None:
+    asynchronous = {name for name, props in functions(template).items()
+                    if any(e["Type"] == "Schedule" for e in props.get("Events", {}).values())}
+    assert asynchronous == {"RefreshFunction", "ActionsFunction"}
+    for name in asynchronous:
+        assert functions(template)[name]["DeadLetterQueue"] == {
+            "Type": "SQS", "TargetArn": {"Fn::GetAtt": ["ScheduledRunsDeadLetterQueue", "Arn"]}}, name
+    alarm = template["Resources"]["ScheduledRunFailedAlarm"]["Properties"]
+    assert alarm["Dimensions"] == [{"Name": "QueueName", "Value": {"Fn::GetAtt": ["ScheduledRunsDeadLetterQueue",
+                                                                                  "QueueName"]}}]
+    assert alarm["AlarmActions"] == [{"Ref": "AlertsTopic"}] and alarm["Threshold"] == 1
+
+
+def test_every_checkov_skip_says_why(template: dict[str, Any]) -> None:
+    skips = [(name, s) for name, r in template["Resources"].items()
+             for s in r.get("Metadata", {}).get("checkov", {}).get("skip", [])]
+    assert skips
+    for name, skip in skips:
+        assert re.fullmatch(r"CKV2?_AWS_\d+", skip["id"]) and len(skip.get("comment", "")) > 30, (name, skip)

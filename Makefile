@@ -14,8 +14,12 @@ export PYTHONPATH := $(CURDIR)/layers/keaplink:$(CURDIR)/sandbox:$(CURDIR)/devto
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
 PYTEST_ARGS ?=
+# The IaC scanner, in its own venv (it pins its own dependencies), made with the runtime's Python like the emulator's.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)-py$(PYTHON_VERSION)
 
-.PHONY: help venv lint typecheck template build test test-fast e2e-deps browser ministack demo invoke \
+.PHONY: help venv lint typecheck template checkov build test test-fast e2e-deps browser ministack demo invoke \
         docker lambda-image sam-invoke sam-api sandbox soak bench deploy clean
 
 help:
@@ -38,9 +42,22 @@ lint: venv ## ruff + mypy
 	@echo "==> ruff"; $(VENV)/bin/ruff check .
 	@echo "==> mypy"; $(VENV)/bin/mypy layers/keaplink/keaplink functions sandbox/keap_sandbox devtools/keaplink_dev
 
-template: venv ## cfn-lint and sam validate --lint
+template: venv checkov ## cfn-lint, sam validate --lint and checkov
 	@echo "==> cfn-lint"; $(VENV)/bin/cfn-lint template.yaml
 	@echo "==> sam validate --lint"; $(VENV)/bin/sam validate --lint
+
+$(CHECKOV_STAMP):
+	@test -n "$(PYTHON)" || exit 1 # devtools/runtime-python said why
+	@echo "==> installing checkov $(CHECKOV_VERSION) in $(CHECKOV_VENV) (first time takes about a minute)"
+	@rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+# Quiet on success; any failed check fails. A finding is fixed, or skipped in the resource's Metadata (checkov: skip:
+# id, comment) with the reason - tests/unit/test_template.py makes sure every skip has one.
+checkov: $(CHECKOV_STAMP) ## IaC scan of template.yaml (checkov in .tools/checkov): 0 failed, every skip with a reason
+	@echo "==> checkov"; out=$$($(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
+		--skip-download --compact --quiet 2>&1) || { echo "$$out"; exit 1; }
 
 build: venv ## sam build (no Docker needed)
 	@echo "==> sam build"; $(VENV)/bin/sam build 2>&1 | grep -E "Build Succeeded|Error|error" ; test $${PIPESTATUS[0]} -eq 0

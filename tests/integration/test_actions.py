@@ -9,8 +9,10 @@ import pytest
 
 from keaplink import root
 from tests.support import flows
+from tests.support.apigw import FakeContext
 from tests.support.handlers import load_handler
 from tests.support.lambda_local import mapping_state, register_actions_function
+from tests.support.outage import SCHEDULED_EVENT
 from tests.support.sqs_poller import dlq_messages, drain, poll_once, queue_depth, send
 
 
@@ -170,7 +172,9 @@ def test_messages_wait_while_disconnected_and_flow_after_reconnect(aws, sandbox,
     assert delivered == 2 and len(failed) == 2
     assert mapping_state(aws, name) == "Disabled"  # the queue is held: no more deliveries
     assert keap_api_calls(sandbox) == [] and dlq_messages(aws) == []
-    flows.connect()  # the admin connects: the callback resumes the queue
+    flows.connect()  # the admin connects: the callback makes the hold's probe due now …
+    assert mapping_state(aws, name) == "Disabled"
+    assert handler(dict(SCHEDULED_EVENT), FakeContext())["outcome"] == "resumed"  # … the minute check lifts it
     assert mapping_state(aws, name) == "Enabled"
     drain(aws, handler)
     assert len(contacts(sandbox)) == 2 and dlq_messages(aws) == []

@@ -80,10 +80,11 @@ def test_actions_events(aws, sandbox) -> None:
 
 
 def test_actions_hold_check_event(aws, sandbox) -> None:
-    """The scheduled check: nothing held, nothing to do; held before connecting, resumed by the connect."""
+    """The scheduled check: nothing held, nothing to do; held before connecting, resumed by the check after it."""
     handler = load_handler("actions").lambda_handler
     assert handler(load_event("actions-hold-check.json"), FakeContext()) == {"outcome": "not_held"}
     assert handler(load_event("actions-signup.json"), FakeContext())["batchItemFailures"]  # not connected: held
     assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "held"
-    flows.connect()
+    flows.connect()  # the hold's probe is due now
+    assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "resumed"
     assert handler(load_event("actions-hold-check.json"), FakeContext()) == {"outcome": "not_held"}

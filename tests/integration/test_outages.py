@@ -273,7 +273,10 @@ def test_the_status_page_says_the_queue_is_held_why_and_until_when(fn, sandbox) 
     assert "id='queue-status'>Held<" in page and "Keap is not connected yet" in page and "a reconnect" in page
     view = queue_view()
     assert view["reason"] == "not_connected" and view["until"] is None and view["since"]
-    flows.connect()  # the callback lifts the hold and resumes
+    flows.connect()  # the callback makes the hold's probe due now; the mapping is not its to change
+    view = queue_view()
+    assert view["held"] and epoch(view["next_probe_at"]) <= time.time() + 1 and not fn.enabled()
+    fn.minute()  # the minute check probes Keap, lifts the hold and resumes
     assert not queue_view()["held"] and fn.enabled()
     assert "id='queue-status'>Flowing<" in flows.call("admin", "GET", "/")["body"]
     assert datetime.now(UTC)  # (the page renders times as ISO UTC strings)

@@ -6,7 +6,9 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from keaplink.actions.hold import Holding
+import pytest
+
+from keaplink.actions.hold import Holding, after_reconnect
 from keaplink.actions.hold_policy import HoldReason, probe_interval
 from keaplink.actions.hold_store import HoldState
 from keaplink.actions.resume import CheckDeps, check, is_queue_event
@@ -110,19 +112,36 @@ def test_a_hold_renewed_during_the_probe_stands() -> None:
     assert world.check()["outcome"] == "held" and world.store.state is not None and not world.mapping.enabled
 
 
-def test_a_reconnect_lifts_what_a_reconnect_cures_and_makes_keaps_own_holds_probe_now() -> None:
-    for reason in (HoldReason.NOT_CONNECTED, HoldReason.NEEDS_REAUTH, HoldReason.CREDENTIALS_REFUSED):
-        world = World(hold(reason, NOW + 600))
-        assert Holding(world.store, world.mapping).after_reconnect(NOW) == "resumed"  # type: ignore[arg-type]
-        assert world.store.state is None and world.mapping.enabled
-    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW + 600))
-    assert Holding(world.store, world.mapping).after_reconnect(NOW) == "held"  # type: ignore[arg-type]
-    assert world.store.state is not None and world.store.state.next_probe_at == NOW and not world.mapping.enabled
+def test_a_reconnect_makes_the_probe_due_and_the_next_check_lifts_the_hold() -> None:
+    """The callback and the hourly check touch HOLD# only (their roles may not change the mapping): a hold a
+    reconnect cures, or an outage, becomes due for a probe now, and the minute check probes and resumes."""
+    for reason in (HoldReason.NOT_CONNECTED, HoldReason.NEEDS_REAUTH, HoldReason.CREDENTIALS_REFUSED,
+                   HoldReason.KEAP_UNAVAILABLE):
+        world = World(hold(reason, NOW + 600), answer(200, {"tags": []}))
+        assert after_reconnect(world.store, NOW) == "probe_due"  # type: ignore[arg-type]
+        assert world.store.state is not None and world.store.state.next_probe_at == NOW
+        assert world.mapping.changes == [] and not world.mapping.enabled  # the mapping is the check's alone
+        assert world.check()["outcome"] == "resumed"
+        assert world.store.state is None and world.mapping.enabled and len(world.transport.seen) == 1
     spent = replace(hold(HoldReason.QUOTA_SPENT, NOW + 6 * 3600), until=NOW + 6 * 3600)
     world = World(spent)
-    assert Holding(world.store, world.mapping).after_reconnect(NOW) == "held"  # type: ignore[arg-type]
+    assert after_reconnect(world.store, NOW) == "held"  # type: ignore[arg-type]
     assert world.store.state == spent  # a reconnect does not reset Keap's quota: no wasted probe
     world = World(None)
-    world.mapping.enabled = False  # paused without a hold (an older version): the safety net resumes
-    assert Holding(world.store, world.mapping).after_reconnect(NOW) == "resumed"  # type: ignore[arg-type]
-    assert world.mapping.enabled
+    world.mapping.enabled = False  # paused by hand, without a hold: left alone
+    assert after_reconnect(world.store, NOW) == "not_held"  # type: ignore[arg-type]
+    assert world.mapping.changes == [] and not world.mapping.enabled
+
+
+def test_a_resume_that_fails_after_the_lift_puts_the_hold_back_due_at_once() -> None:
+    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW - 1), answer(200, {"tags": []}))
+
+    def refused() -> int:
+        raise RuntimeError("AccessDenied")
+
+    world.mapping.resume = refused  # type: ignore[method-assign]
+    with pytest.raises(RuntimeError):
+        world.check()  # the run fails: Lambda retries it, then the scheduled runs' DLQ
+    state = world.store.state
+    assert state is not None and state.reason is HoldReason.KEAP_UNAVAILABLE and not state.blocks(NOW)
+    assert not world.mapping.enabled

@@ -245,8 +245,11 @@ def holding(metrics: MetricsPort | None = None) -> Holding:
 
 
 def resume_queue() -> None:
-    """The connection works again (a reconnect, a refresh): lift a hold a reconnect cures, resume the queue."""
-    holding().after_reconnect_quietly(time.time())
+    """The connection works again (a reconnect, a refresh): make a held queue's probe due now; the actions
+    function's minute check lifts the hold and resumes the queue (it alone may change the mapping)."""
+    from keaplink.actions.hold import after_reconnect_quietly
+
+    after_reconnect_quietly(hold_store(), time.time())
 
 
 def queue_status() -> dict[str, Any]:

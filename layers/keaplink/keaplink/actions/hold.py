@@ -7,14 +7,15 @@ grow toward the DLQ — and Keap is not called. A hold is written before the map
 it is enabled again, so that a hold never exists without its state (the scheduled check would not know to lift
 it).
 
-Who lifts it: the actions function's scheduled check, when a probe succeeds (:mod:`resume`); the callback on a
-reconnect, and the hourly refresh check after a successful refresh, for the reasons a reconnect cures
-(:meth:`Holding.after_reconnect`).
+Who lifts it: the actions function's scheduled check, when a probe succeeds (:mod:`resume`) — the only code that
+changes the mapping. A reconnect (the callback) and a refresh that worked (the hourly check) only make the hold's
+probe due now (:func:`after_reconnect`, the ``HOLD#`` item alone), so the check lifts it within a minute.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 from keaplink.actions.hold_policy import RECONNECT_REASONS, Hold
@@ -83,32 +84,16 @@ class Holding:
         if not self.store.clear(seen):
             logger.info("hold renewed meanwhile: not resuming")
             return False
-        self.mapping.resume()
+        try:
+            self.mapping.resume()
+        except Exception:
+            # Cleared but still paused, and nothing else resumes a queue: the hold goes back, its probe due at once,
+            # so the next check tries again (and this run fails: after Lambda's retries, the scheduled runs' DLQ).
+            self.store.hold(replace(seen.as_hold(), next_probe_at=now), now)
+            raise
         self._metrics.add_metric("QueueResumed", MetricUnit.Count, 1)
         logger.info("the actions queue resumed", extra={"reason": seen.reason.value, "held_s": round(now - seen.since)})
         return True
-
-    def after_reconnect(self, now: float) -> str:
-        """The connection is usable again (a reconnect, or a refresh that worked). Lift a hold a reconnect cures
-        and resume; a hold on Keap itself stands — an outage with its probe due at once, a spent quota or a
-        Retry-After until its known end (a reconnect changes neither)."""
-        state = self.store.load()
-        if state is None:
-            self.mapping.resume()  # the safety net: a queue paused without a hold (e.g. by an older version)
-            return "resumed"
-        if state.reason in RECONNECT_REASONS:
-            return "resumed" if self.lift(state, now) else "held"
-        if state.until is None or state.until <= now:
-            self.store.probe_now(state, now)
-        return "held"
-
-    def after_reconnect_quietly(self, now: float) -> None:
-        """Logging rather than raising: the callers (a reconnect, the hourly check) have done their own job, and
-        the scheduled check lifts the hold too."""
-        try:
-            self.after_reconnect(now)
-        except Exception as exc:  # noqa: BLE001
-            logger.warning("could not resume the actions queue", extra={"error_type": type(exc).__name__})
 
     def pause_quietly(self) -> None:
         """The state is written; if the event source cannot be paused now, batches that still arrive meet the
@@ -117,3 +102,26 @@ class Holding:
             self.mapping.pause()
         except Exception as exc:  # noqa: BLE001
             logger.warning("could not pause the actions queue", extra={"error_type": type(exc).__name__})
+
+
+def after_reconnect(store: HoldStore, now: float) -> str:
+    """The connection is usable again (a reconnect, or a refresh that worked): make the hold's probe due now, so
+    the scheduled check probes Keap and lifts it within a minute. A spent quota or a Retry-After stands until its
+    known end (a reconnect changes neither). Writes ``HOLD#`` only: the callers have no right on the mapping."""
+    state = store.load()
+    if state is None:
+        return "not_held"
+    if state.reason not in RECONNECT_REASONS and state.until is not None and state.until > now:
+        return "held"
+    if state.blocks(now):
+        store.probe_now(state, now)
+    return "probe_due"
+
+
+def after_reconnect_quietly(store: HoldStore, now: float) -> None:
+    """Logging rather than raising: the callers (a reconnect, the hourly check) have done their own job, and the
+    scheduled check probes a due hold anyway."""
+    try:
+        after_reconnect(store, now)
+    except Exception as exc:  # noqa: BLE001
+        logger.warning("could not make the held queue's probe due", extra={"error_type": type(exc).__name__})

@@ -40,7 +40,7 @@ class HoldReason(str, Enum):
     REFRESH_BUSY = "refresh_busy"  # the token is expired and another caller's refresh holds the lease
 
 
-# Lifted by a (re)connect: the callback resumes at once. The others need Keap itself to serve again (a probe).
+# Cured by a (re)connect: the callback makes their probe due at once. The others wait for their probe as planned.
 RECONNECT_REASONS = frozenset({HoldReason.NOT_CONNECTED, HoldReason.NEEDS_REAUTH, HoldReason.CREDENTIALS_REFUSED,
                                HoldReason.REFRESH_BUSY})
 

@@ -4,8 +4,9 @@ the same session the batches use (token refreshed if due, quota read) — and if
 resume the queue. A failed probe backs off (1, 2, 4, 8, then every 15 minutes) or waits for the quota's reset,
 so an outage of hours costs Keap a handful of calls.
 
-Not held: nothing happens (one DynamoDB read). A queue paused without a hold is resumed by the hourly refresh
-check, as before — not here, so an operator can still pause the mapping by hand without a minute's fight.
+Not held: nothing happens (one DynamoDB read), so an operator can still pause the mapping by hand without a
+minute's fight. A reconnect or a refresh that worked makes a hold's probe due now (:func:`hold.after_reconnect`):
+this check, the only code that changes the mapping, lifts it within the minute.
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 # keaplink — one entry point. Every target installs what it needs on a fresh machine.
 #   make demo      the whole system locally (local AWS + Keap sandbox), no accounts needed
 #   make test      everything CI checks (lint, types, template, build, all tests)
+#   make unit      the pure unit tests, seconds; make test-fast: unit + integration on every core, minutes
 #   make invoke FUNCTION=RefreshFunction EVENT=events/refresh.json   (against the running demo)
 SHELL := /bin/bash
 # The Python version is named once, as template.yaml's `Runtime: &runtime pythonN.N`; devtools/runtime-python
@@ -19,7 +20,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)-py$(PYTHON_VERSION)
 
-.PHONY: help venv lint typecheck template checkov build test test-fast e2e-deps browser ministack demo invoke \
+.PHONY: help venv lint typecheck template checkov build test unit test-fast e2e-deps browser ministack demo invoke \
         docker lambda-image sam-invoke sam-api sandbox soak bench deploy clean
 
 help:
@@ -80,10 +81,13 @@ lambda-image: venv docker ## the image sam local runs functions in: AWS's if it 
 e2e-deps: ministack browser build docker lambda-image
 
 test: lint template e2e-deps ## everything CI checks: lint, types, template, build, unit/integration/e2e tests
-	@echo "==> pytest"; $(PY) -m pytest tests $(PYTEST_ARGS)
+	@echo "==> pytest"; $(PY) -m pytest tests --durations=15 $(PYTEST_ARGS)
 
-test-fast: venv ## unit + integration tests only (no local stack, no browser)
-	$(PY) -m pytest tests -m "not e2e" $(PYTEST_ARGS)
+unit: venv ## the pure unit tests (no servers, no network): seconds; run on every change
+	@$(PY) -m pytest tests/unit -q --durations=5 $(PYTEST_ARGS)
+
+test-fast: venv ## unit, sandbox, devtools and integration tests on every core; no soak, bench, e2e, Docker: minutes
+	@$(PY) -m pytest tests -m "not e2e and not slow and not docker" -n auto -q --durations=10 $(PYTEST_ARGS)
 
 demo: venv ## run the whole system locally; Ctrl-C stops it (installs the emulator and builds on its own)
 	@$(PY) -m keaplink_dev.stack

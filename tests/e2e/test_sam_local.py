@@ -26,7 +26,7 @@ from tests.e2e.conftest import REPO, LocalStack
 from tests.support.aws_local import free_port
 from tests.support.flows import consent
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
 # template.yaml's logical ids, named once here
 ADMIN, CALLBACK, REFRESH, ACTIONS = "AdminFunction", "CallbackFunction", "RefreshFunction", "ActionsFunction"

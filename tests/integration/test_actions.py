@@ -230,6 +230,7 @@ def test_slows_down_when_keaps_headers_say_the_window_is_nearly_spent(connected,
     assert sum(sum(v) if isinstance(v, list) else v for v in values) >= 1
 
 
+@pytest.mark.slow  # waits 16 s of real time for moto's SQS
 def test_a_press_that_overtook_its_signup_comes_back_in_seconds(aws, sandbox) -> None:
     """With the queue's real visibility timeout (here 360 s, as the template sets), the press is visible again
     after 15 s instead of six minutes."""

@@ -7,8 +7,12 @@ The full runs are ``make soak`` (``python -m keaplink_dev.soak --days 90 --messa
 
 from __future__ import annotations
 
+import pytest
+
 from keaplink_dev.soak import STEPS, UNCLOSABLE, run_soak
 from keaplink_dev.soak_messages import run_message_soak
+
+pytestmark = pytest.mark.slow  # simulated days: 20 s to 2 min each
 
 
 def test_five_day_soak_loses_no_token_except_in_the_unclosable_window(aws, sandbox) -> None:

@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from keaplink.actions.hold_policy import Hold, should_hold, stronger
+from keaplink.actions.hold_policy import Hold, opening_hold, should_hold, stronger
 from keaplink.actions.messages import Message, parse
 from keaplink.actions.ordering import predecessors
 from keaplink.actions.queue import requeues
@@ -242,7 +242,7 @@ def _open_session(records: list[dict[str, Any]], readings: list[Message | Invali
     try:
         return deps.open_session(deadline)
     except Exception as exc:
-        hold = should_hold(exc, now)
+        hold = opening_hold(exc, now)  # KMS, DynamoDB, Secrets Manager, configuration: held, never drained
         if hold is None and not isinstance(exc, OutOfTime):
             raise
         valid = _without_invalid(records, readings, deps)
@@ -265,7 +265,11 @@ def _finish(records: list[dict[str, Any]], failed: set[int], errors: Mapping[int
             deps: ActionsDeps, renew: bool = True) -> dict[str, Any]:
     """Hold if needed, then hand the failed records back — except those on their last chance."""
     if hold is not None and renew:
-        deps.holding.start(hold, deps.clock())
+        try:
+            deps.holding.start(hold, deps.clock())
+        except Exception as exc:  # noqa: BLE001 - e.g. DynamoDB refusing: the records still go back or are rescued
+            logger.error("could not write the hold", extra={"reason": hold.reason.value,
+                                                            "error_type": type(exc).__name__})
     returned: list[str] = []
     for i in sorted(failed):
         record = records[i]

@@ -125,7 +125,8 @@ class Holding:
                                     else "found paused without a hold: enabled again")
             elif action == "clear":
                 assert state is not None
-                self._clear(state, now)
+                if self._clear(state, now) and mapping is not None:
+                    self._note_mapping(mapping, now)  # the record is gone: the status page still shows the state
         except Exception as exc:  # noqa: BLE001 - e.g. ResourceInUseException, TooManyRequestsException
             logger.warning("the event source mapping could not be changed now: next minute",
                            extra={"action": action, "mapping": mapping, "error_type": type(exc).__name__})
@@ -134,13 +135,14 @@ class Holding:
             return self.reconcile(now, state, MappingSeen("", 0.0), again=False)
         return action
 
-    def _clear(self, state: HoldState, now: float) -> None:
+    def _clear(self, state: HoldState, now: float) -> bool:
         if not self.store.clear(state):
             logger.info("hold renewed meanwhile: not resuming")
-            return
+            return False
         self._metrics.add_metric("QueueResumed", MetricUnit.Count, 1)
         logger.info("the actions queue resumed",
                     extra={"reason": state.reason.value, "held_s": round(now - state.since)})
+        return True
 
     def _note_mapping(self, mapping: str, now: float) -> None:
         note = getattr(self.store, "record_mapping", None)

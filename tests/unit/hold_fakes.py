@@ -106,7 +106,8 @@ class FakeQueue:
     def max_receive_count(self) -> int | None:
         return self._max
 
-    def requeue(self, body: str, message_id: str, attributes: Any, delay_s: int = 0) -> int:
+    def requeue(self, body: str, message_id: str, attributes: Any, delay_s: int = 0,
+                first_sent_ms: int | None = None) -> int:
         self.requeued.append({"body": body, "message_id": message_id, "delay_s": delay_s})
         return len(self.requeued)
 

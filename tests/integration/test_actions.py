@@ -9,6 +9,7 @@ import pytest
 
 from keaplink import root
 from tests.support import flows
+from tests.support.apigw import FakeContext
 from tests.support.handlers import load_handler
 from tests.support.lambda_local import mapping_state, register_actions_function
 from tests.support.sqs_poller import dlq_messages, drain, poll_once, queue_depth, send
@@ -170,7 +171,8 @@ def test_messages_wait_while_disconnected_and_flow_after_reconnect(aws, sandbox,
     assert delivered == 2 and len(failed) == 2
     assert mapping_state(aws, name) == "Disabled"  # the queue is held: no more deliveries
     assert keap_api_calls(sandbox) == [] and dlq_messages(aws) == []
-    flows.connect()  # the admin connects: the callback resumes the queue
+    flows.connect()  # the admin connects: the hold's probe is due now
+    handler({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, FakeContext())  # the minute check
     assert mapping_state(aws, name) == "Enabled"
     drain(aws, handler)
     assert len(contacts(sandbox)) == 2 and dlq_messages(aws) == []
@@ -186,6 +188,7 @@ def test_dead_refresh_token_holds_messages(connected, sandbox, monkeypatch) -> N
     assert len(failed) == 1 and mapping_state(connected, name) == "Disabled"
     assert flows.status_json()["status"] == "needs_reauth"
     flows.connect()
+    handler({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, FakeContext())  # the minute check
     drain(connected, handler)
     assert len(contacts(sandbox)) == 1 and dlq_messages(connected) == []
 

@@ -136,6 +136,9 @@ def test_an_operator_pauses_and_resumes_with_keaplink(faults, aws, sandbox, monk
         assert fn.minute()["outcome"] == "held"
     view = flows.status_json()["queue"]
     assert view["reason"] == "paused_by_operator" and view["detail"] == "Keap maintenance tonight"
+    assert view["mapping"]["state"] == "Disabled"
+    page = flows.call("admin", "GET", "/")["body"]
+    assert "paused by an operator" in page and "Event source</dt><dd>Disabled" in page
     assert contacts(sandbox) == []
     assert cli(["resume"]) == 0
     assert cli(["resume"]) == 1  # nothing left to resume

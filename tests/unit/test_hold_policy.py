@@ -10,7 +10,6 @@ from keaplink.actions.hold_policy import (
     AFTER_RESET_S,
     FIRST_PROBE_S,
     MAX_PROBE_INTERVAL_S,
-    RECONNECT_REASONS,
     Hold,
     HoldReason,
     after_failed_probe,
@@ -107,7 +106,6 @@ def test_the_reason_a_human_must_act_on_wins() -> None:
     assert down and reauth and spent
     assert stronger(down, reauth) is reauth and stronger(reauth, down) is reauth
     assert stronger(down, spent) is spent and stronger(None, down) is down
-    assert HoldReason.NEEDS_REAUTH in RECONNECT_REASONS and HoldReason.QUOTA_SPENT not in RECONNECT_REASONS
 
 
 # --- the reconciler's decision, and holds for batches that cannot open ----------------------------------------

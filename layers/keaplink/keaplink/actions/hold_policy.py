@@ -45,10 +45,6 @@ class HoldReason(str, Enum):
     PAUSED_BY_OPERATOR = "paused_by_operator"  # `keaplink pause`: only `keaplink resume` lifts it
 
 
-# Lifted by a (re)connect: the callback resumes at once. The others need Keap itself to serve again (a probe).
-RECONNECT_REASONS = frozenset({HoldReason.NOT_CONNECTED, HoldReason.NEEDS_REAUTH, HoldReason.CREDENTIALS_REFUSED,
-                               HoldReason.REFRESH_BUSY})
-
 # When two records of a batch meet different reasons, the one a human must act on, then the longest, wins.
 _RANK = [HoldReason.PAUSED_BY_OPERATOR, HoldReason.CONFIG_ERROR, HoldReason.NEEDS_REAUTH, HoldReason.NOT_CONNECTED,
          HoldReason.CREDENTIALS_REFUSED, HoldReason.QUOTA_SPENT,

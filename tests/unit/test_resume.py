@@ -60,6 +60,7 @@ def test_a_hold_reports_its_age_and_the_waiting_messages_and_calls_nobody_before
     result = world.check()
     assert result["outcome"] == "held" and result["waiting"] == 42 and world.store.waiting == [42]
     assert world.sessions == 0 and world.transport.seen == [] and "QueueHeldSeconds" in world.metrics.names
+    assert "OldestMessageAgeSeconds" in world.metrics.names  # nothing is received while held: the hold's age
     assert world.mapping.changes == []  # already paused
     world.mapping.enabled = True  # the pause failed when the hold began (or someone enabled it by hand)
     assert world.check()["mapping"] == "pause" and world.mapping.changes == ["pause"]

@@ -190,6 +190,7 @@ def test_dead_refresh_token_holds_messages(connected, sandbox, monkeypatch) -> N
     assert len(failed) == 1 and mapping_state(connected, name) == "Disabled"
     assert flows.status_json()["status"] == "needs_reauth"
     flows.connect()
+    handler({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, FakeContext())  # the minute check
     drain(connected, handler)
     assert len(contacts(sandbox)) == 1 and dlq_messages(connected) == []
 

@@ -87,4 +87,4 @@ def test_actions_hold_check_event(aws, sandbox) -> None:
     assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "held"
     flows.connect()  # the hold's probe is due now
     assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "resumed"
-    assert handler(load_event("actions-hold-check.json"), FakeContext()) == {"outcome": "not_held"}
+    assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "not_held"

@@ -77,3 +77,7 @@ def test_a_day_of_outages_quota_and_throttling_loses_and_dead_letters_no_valid_m
     assert report.max_receive_count <= 5 and report.batches_meeting_a_hold <= 2 * report.holds
     assert report.refused_while_held <= report.probes
     assert report.bugs == [] and report.final_status == "connected"
+    # AWS's control plane as it behaves (slow and refused mapping updates, throttling, empty short polls): no
+    # message dead-lettered without a reason, the queue never paused without a hold record.
+    assert report.control_plane.get("mapping_updates", 0) >= 2 and report.control_plane.get("throttled", 0) > 0
+    assert report.dead_lettered_without_reason == 0 and report.paused_without_hold_s == 0

@@ -146,6 +146,8 @@ class ClientSettings:
     state_dir: str
     aws_endpoint_url: str | None
     region: str | None
+    connection_table: str | None = None  # `keaplink pause`/`resume` write the hold there
+    connection_id: str = "default"
 
 
 def client_settings() -> ClientSettings:
@@ -158,4 +160,6 @@ def client_settings() -> ClientSettings:
         state_dir=_text("KEAPLINK_STATE_DIR", ".keaplink"),
         aws_endpoint_url=_text("AWS_ENDPOINT_URL") or None,
         region=_text("AWS_REGION") or _text("AWS_DEFAULT_REGION") or None,
+        connection_table=_text("KEAPLINK_CONNECTION_TABLE") or None,
+        connection_id=_text("KEAPLINK_CONNECTION_ID", "default"),
     )

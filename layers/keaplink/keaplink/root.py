@@ -257,7 +257,8 @@ def queue_status() -> dict[str, Any]:
     from keaplink.actions.hold_store import describe
 
     store = hold_store()
-    return describe(store.load(), store.load_quota())
+    state, mapping = store.load_all()
+    return describe(state, store.load_quota(), mapping)
 
 
 @lru_cache(maxsize=1)

@@ -46,7 +46,10 @@ def queue_view(queue: Mapping[str, Any] | None) -> dict[str, Any] | None:
             "last_probe_result": queue.get("last_probe_result"),
             "waiting": queue.get("waiting"),
             "waiting_at": iso(queue.get("waiting_at")),
+            "lifting_at": iso(queue.get("lifting_at")),  # Keap serves: waiting for the event source to be on
         })
+    mapping = queue.get("mapping")  # the event source mapping as the minute check last saw it
+    view["mapping"] = None if not mapping else {"state": mapping.get("state"), "seen_at": iso(mapping.get("seen_at"))}
     quota = queue.get("quota")
     view["quota"] = None if not quota else {
         "window": quota.get("window"),

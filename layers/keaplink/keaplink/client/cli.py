@@ -6,6 +6,8 @@
     keaplink dlq list [--max 100]              (control characters shown escaped)
     keaplink dlq redrive (--all | MESSAGE_ID …) (--all: every message, however many)
     keaplink status
+    keaplink pause --reason TEXT                 (hold the actions queue until `keaplink resume`)
+    keaplink resume
     keaplink connect-tokens                      (reads an access and a refresh token from a prompt or stdin)
 
 Targets come from flags, else the environment (KEAPLINK_QUEUE_URL, KEAPLINK_DLQ_URL, AWS_ENDPOINT_URL),
@@ -170,6 +172,33 @@ def _connect_tokens(args: argparse.Namespace, targets: Targets) -> int:
     return 1
 
 
+def _pause(args: argparse.Namespace, targets: Targets) -> int:
+    from keaplink.client import pause
+    from keaplink.client.aws import dynamodb_client
+
+    table = targets.pick(args.table, targets.settings.connection_table, "connection_table",
+                         "KEAPLINK_CONNECTION_TABLE")
+    endpoint = targets.settings.aws_endpoint_url or _local_endpoint(targets)
+    ddb = dynamodb_client(targets.settings.region or targets.local.get("region"), endpoint,
+                          local=not targets.settings.aws_endpoint_url and bool(endpoint))
+    if args.command == "pause":
+        pause.pause(ddb, table, targets.settings.connection_id, args.reason)
+        print("paused: the actions queue stops within a minute (the scheduled check disables its event source); "
+              "messages wait. `keaplink resume` lifts it.")
+        return 0
+    if not pause.resume(ddb, table, targets.settings.connection_id):
+        print("error: the queue is not paused by an operator (a hold keaplink set lifts itself; see "
+              "`keaplink status`)", file=sys.stderr)
+        return 1
+    print("resuming: the scheduled check enables the event source within a minute, then removes the hold.")
+    return 0
+
+
+def _local_endpoint(targets: Targets) -> str | None:
+    endpoint = targets.local.get("aws_endpoint_url")
+    return str(endpoint) if endpoint else None
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="keaplink", description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -193,6 +222,11 @@ def main(argv: list[str] | None = None) -> int:
     tokens = sub.add_parser("connect-tokens", help="start from an access/refresh token pair made in Keap's "
                             "developer portal (read from a prompt or stdin, never from the command line)")
     tokens.add_argument("--admin-url")
+    paused = sub.add_parser("pause", help="hold the actions queue (messages wait) until `keaplink resume`")
+    paused.add_argument("--reason", required=True, help="why, shown on the status page")
+    paused.add_argument("--table", help="the connection table (else KEAPLINK_CONNECTION_TABLE)")
+    resumed = sub.add_parser("resume", help="lift an operator's pause")
+    resumed.add_argument("--table", help="the connection table (else KEAPLINK_CONNECTION_TABLE)")
     args = parser.parse_args(argv)
     if args.command == "send" and args.kind == "tag" and not args.tag:
         parser.error("send tag needs --tag")
@@ -200,7 +234,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("send signup needs --email")
     if args.command == "dlq" and args.action == "redrive" and not (args.all or args.ids):
         parser.error("dlq redrive needs --all or message ids")
-    handlers = {"send": _send, "dlq": _dlq, "status": _status, "connect-tokens": _connect_tokens}
+    handlers = {"send": _send, "dlq": _dlq, "status": _status, "connect-tokens": _connect_tokens,
+                "pause": _pause, "resume": _pause}
     return handlers[args.command](args, Targets.load())
 
 

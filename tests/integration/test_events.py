@@ -82,7 +82,7 @@ def test_actions_events(aws, sandbox) -> None:
 def test_actions_hold_check_event(aws, sandbox) -> None:
     """The scheduled check: nothing held, nothing to do; held before connecting, resumed by the check after it."""
     handler = load_handler("actions").lambda_handler
-    assert handler(load_event("actions-hold-check.json"), FakeContext()) == {"outcome": "not_held"}
+    assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "not_held"
     assert handler(load_event("actions-signup.json"), FakeContext())["batchItemFailures"]  # not connected: held
     assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "held"
     flows.connect()  # the hold's probe is due now

@@ -25,17 +25,31 @@ def test_a_new_signup_is_looked_up_then_created(world) -> None:  # type: ignore[
     assert users.get("u1").contact_id == "1" and users.get("u1").tenant == keap.tenant
 
 
-def test_an_existing_contact_keeps_everything_and_only_carried_names_change(world) -> None:  # type: ignore[no-untyped-def]
+def test_an_existing_contact_keeps_everything_and_only_blank_names_are_filled(world) -> None:  # type: ignore[no-untyped-def]
     service, keap, users = world
     existing = keap.add_contact("ada.work@example.com", "ADA@example.com", given_name="Augusta")
     assert service.apply(SignedUp("u1", "ada@example.com"), keap) == "found"
     assert keap.calls == ["find_contact"]  # no write at all
     keap.calls.clear()
-    assert service.apply(SignedUp("u1", "ada@example.com", "Ada"), keap) == "updated"
+    assert service.apply(SignedUp("u1", "ada@example.com", "Ada"), keap) == "found"  # staff's name stays
+    assert keap.calls == ["find_contact"]
+    keap.calls.clear()
+    assert service.apply(SignedUp("u1", "ada@example.com", "Ada", "Lovelace"), keap) == "updated"
     assert keap.calls == ["find_contact", "update_names"]
     contact = keap.contacts[existing.id]
-    assert contact.emails == ("ada.work@example.com", "ADA@example.com") and contact.given_name == "Ada"
+    assert contact.emails == ("ada.work@example.com", "ADA@example.com")
+    assert (contact.given_name, contact.family_name) == ("Augusta", "Lovelace")
     assert len(keap.contacts) == 1 and users.get("u1").contact_id == existing.id
+
+
+def test_fill_blanks_writes_only_what_the_contact_lacks() -> None:
+    from keaplink.actions.service import fill_blanks
+    from keaplink.keap.client import Contact
+
+    assert fill_blanks(Contact("1", given_name="A", family_name="B"), "X", "Y") is None
+    assert fill_blanks(Contact("1", given_name="A"), "X", "Y") == (None, "Y")
+    assert fill_blanks(Contact("1"), "X", None) == ("X", None)
+    assert fill_blanks(Contact("1"), None, None) is None
 
 
 def test_first_press_tags_once_and_later_presses_skip_keap(world) -> None:  # type: ignore[no-untyped-def]
@@ -193,3 +207,18 @@ def test_an_error_of_a_call_belongs_to_its_applications_only(world) -> None:  # 
     outcomes = service.apply_tags([*steps, vip], keap)
     assert outcomes[:2] == ["tagged", "tagged"] and isinstance(outcomes[2], KeapUnavailable)
     assert users.get("u0").tags == {"buttonpushed"}
+
+
+def test_an_email_that_cannot_be_looked_up_exactly_is_never_scanned_for() -> None:
+    from keaplink.keap.client import KeapClient
+
+    class NoSession:
+        tenant = "t"
+
+        def request(self, *args: object, **kwargs: object) -> None:
+            raise AssertionError("no Keap call for an address that cannot be looked up exactly")
+
+    from keaplink.errors import InvalidMessage
+
+    with pytest.raises(InvalidMessage, match="cannot be looked up exactly"):
+        KeapClient(NoSession()).find_contact_by_email("inf!@x.co")  # type: ignore[arg-type]

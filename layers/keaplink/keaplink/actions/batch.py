@@ -181,6 +181,8 @@ class _Run:
             return step()
         except KeapRequestRejected as exc:
             return _dead_letter(self.deps, record.body, record.message_id, f"Keap rejected the request: {exc}")
+        except InvalidMessage as exc:  # found only on the way (a stored e-mail Keap cannot look up exactly)
+            return _dead_letter(self.deps, record.body, record.message_id, str(exc))
         except Exception as exc:
             self.findings.failed(i, exc, should_hold(exc, self.deps.clock()))
             raise

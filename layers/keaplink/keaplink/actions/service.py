@@ -3,7 +3,8 @@
 Keap is the customer's CRM, and it changes under keaplink: contacts exist before the app's signup, get
 merged or deleted; tags get deleted; the admin may reconnect to another Keap app. So:
 - a signup never writes over an existing contact: it is looked up by e-mail first, created only when
-  absent, and only the names the message carries are changed (Keap replaces list fields on update);
+  absent, and a name is written only where the contact has none (the customer's staff may have written it,
+  or the address may be someone else's); Keap replaces list fields on update, so none is sent;
 - ids are kept per Keap app, and a stale id heals: a contact gone is found again by the user's e-mail, a
   tag gone is found or created again;
 - ``applyTags``' result is read by meaning (``tag_results``), and anything unclear is verified on the
@@ -33,6 +34,14 @@ if TYPE_CHECKING:
 HEALING_ROUNDS = 3  # stale ids found and replaced within one message, at most
 MAX_CONTACTS_PER_CALL = 100  # Keap's v1 applyTags refuses more; v2 documents no limit: the safe side
 _UNSENT = object()  # no answer from Keap for this contact yet
+
+
+def fill_blanks(found: Contact, given_name: str | None,
+                family_name: str | None) -> tuple[str | None, str | None] | None:
+    """The names to write on an existing contact: only those it has none of (pure); None when nothing."""
+    given = given_name if given_name and not found.given_name else None
+    family = family_name if family_name and not found.family_name else None
+    return (given, family) if given or family else None
 
 
 @dataclass(frozen=True)
@@ -77,8 +86,9 @@ class ActionService:
         if found is None:
             contact, created = keap.create_contact(email, given_name, family_name)
             return contact, "created" if created else "found"  # "found": another signup created it meanwhile
-        if (given_name and given_name != found.given_name) or (family_name and family_name != found.family_name):
-            keap.update_names(found.id, given_name, family_name)
+        blanks = fill_blanks(found, given_name, family_name)
+        if blanks:
+            keap.update_names(found.id, *blanks)
             return found, "updated"
         return found, "found"
 

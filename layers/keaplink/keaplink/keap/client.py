@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
-from keaplink.errors import KeapRequestRejected
+from keaplink.errors import InvalidMessage, KeapRequestRejected
 from keaplink.keap.http import parse_body
 
 if TYPE_CHECKING:
@@ -84,15 +84,12 @@ class KeapClient:
 
     # --- contacts -----------------------------------------------------------------------------------
     def find_contact_by_email(self, email: str) -> Contact | None:
-        """The contact holding ``email`` in any of its e-mail fields (the oldest if several), or None."""
-        if filter_safe(email):
-            query = f"email=={email}"
-        else:
-            prefix = next((email[:i] for i, c in enumerate(email) if c in FILTER_SPECIAL), email)
-            if len(prefix) < 3:
-                raise KeapRequestRejected(f"find contact: cannot look {email!r} up by e-mail safely", 400)
-            query = f"email=={prefix}*"  # documented prefix wildcard; the exact match is checked below
-        params = {"filter": query, "fields": CONTACT_FIELDS, "page_size": 100}
+        """The contact holding ``email`` in any of its e-mail fields (the oldest if several), or None. An address
+        that cannot stand in a filter as itself is refused (:class:`InvalidMessage`): never a prefix scan of the
+        customer's contacts (the message contract refuses such addresses before they get here)."""
+        if not filter_safe(email):
+            raise InvalidMessage(f"the e-mail address {email!r} cannot be looked up exactly in Keap")
+        params = {"filter": f"email=={email}", "fields": CONTACT_FIELDS, "page_size": 100}
         matches = [Contact.from_keap(c, "find contact", 200) for c in self._pages("/v2/contacts", "find contact",
                                                                                   "contacts", params)]
         exact = sorted((c for c in matches if c.has_email(email)), key=lambda c: (len(c.id), c.id))

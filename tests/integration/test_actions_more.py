@@ -1,0 +1,55 @@
+"""The actions beyond signup and tags (issue 20), over HTTP against moto and the Keap sandbox: e-mail
+addresses keaplink can look up, names filled only where blank, consent, untag, goals, notes, custom fields."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from keaplink import root
+from keaplink.errors import InvalidMessage
+from tests.integration.test_actions import connected, contacts, handler, keap_api_calls, signup  # noqa: F401
+from tests.support.sqs_poller import dlq_messages, drain, send
+
+
+def body(kind: str, user: str = "u1", **fields: Any) -> str:
+    return json.dumps({"type": kind, "user_id": user, **fields})
+
+
+def reasons(aws: Any) -> list[str]:
+    return [m["MessageAttributes"]["keaplink-reason"]["StringValue"] for m in dlq_messages(aws)]
+
+
+# --- e-mail addresses and existing contacts -------------------------------------------------------------
+@pytest.mark.parametrize("email", ["o'brien@example.com", "inf!@x.co"])
+def test_an_email_keap_cannot_look_up_exactly_is_refused_by_the_publisher_and_the_consumer(
+        connected, sandbox, email: str) -> None:  # noqa: F811
+    from keaplink.client.publish import publish_signup
+
+    with pytest.raises(InvalidMessage, match="cannot match exactly"):
+        publish_signup("u1", email, queue_url=connected.queue_url)
+    send(connected, signup("u1", email))  # an application that does not use the publisher
+    drain(connected, handler)
+    [reason] = reasons(connected)
+    assert "cannot match exactly" in reason and "Keap rejected" not in reason
+    assert keap_api_calls(sandbox) == []  # never a scan of the customer's contacts
+
+
+def test_a_signup_for_an_existing_contact_fills_blank_names_only(connected, sandbox) -> None:  # noqa: F811
+    sandbox.control("POST", "contacts", json={
+        "given_name": "Augusta", "email_addresses": [{"email": "ada.work@example.com", "field": "EMAIL1"},
+                                                     {"email": "ada@example.com", "field": "EMAIL2"}]})
+    sandbox.control("DELETE", "requests")
+    send(connected, signup("u1", "ada@example.com", given_name="Mallory", family_name="Lovelace"))
+    drain(connected, handler)
+    [contact] = contacts(sandbox)
+    assert (contact["given_name"], contact["family_name"]) == ("Augusta", "Lovelace")
+    assert [e["email"] for e in contact["email_addresses"]] == ["ada.work@example.com", "ada@example.com"]
+    send(connected, signup("u2", "ada@example.com", given_name="Eve", family_name="Intruder"))
+    drain(connected, handler)
+    [contact] = contacts(sandbox)
+    assert (contact["given_name"], contact["family_name"]) == ("Augusta", "Lovelace")  # nobody renames it
+    assert root.user_store().get("u2").contact_id == contact["id"]
+    assert sandbox.contract_violations() == []

@@ -53,3 +53,46 @@ def test_a_signup_for_an_existing_contact_fills_blank_names_only(connected, sand
     assert (contact["given_name"], contact["family_name"]) == ("Augusta", "Lovelace")  # nobody renames it
     assert root.user_store().get("u2").contact_id == contact["id"]
     assert sandbox.contract_violations() == []
+
+
+# --- consent -----------------------------------------------------------------------------------------------
+def email_status(sandbox, email: str) -> str:  # type: ignore[no-untyped-def]
+    return str(sandbox.control("GET", "state")["email_status"][email.casefold()]["status"])
+
+
+def test_consent_on_a_new_contact_goes_with_its_address(connected, sandbox) -> None:  # noqa: F811
+    send(connected, signup("u1", "ada@example.com", consent="ticked: send me news"),
+         signup("u2", "bob@example.com"))
+    drain(connected, handler)
+    assert email_status(sandbox, "ada@example.com") == "SINGLE_OPT_IN"
+    assert email_status(sandbox, "bob@example.com") == "NON_MARKETABLE"  # no consent: never opted in
+    assert not [r for r in keap_api_calls(sandbox) if "emailAddresses" in r["path"]]
+    assert sandbox.contract_violations() == []
+
+
+def test_consent_for_an_existing_non_marketable_contact_opts_it_in(connected, sandbox) -> None:  # noqa: F811
+    sandbox.control("POST", "contacts", json={"email_addresses": [{"email": "ada@example.com", "field": "EMAIL1"}]})
+    sandbox.control("DELETE", "requests")
+    send(connected, signup("u1", "ADA@example.com"))
+    drain(connected, handler)
+    assert email_status(sandbox, "ada@example.com") == "NON_MARKETABLE"
+    send(connected, signup("u1", "ada@example.com", consent="ticked: send me news"))
+    drain(connected, handler)
+    assert email_status(sandbox, "ada@example.com") == "SINGLE_OPT_IN"
+    assert [r["method"] for r in keap_api_calls(sandbox) if "emailAddresses" in r["path"]] == ["PATCH"]
+    assert sandbox.contract_violations() == []
+
+
+@pytest.mark.parametrize("refused", ["unchanged_200", "bad_request_400"])
+def test_an_unsubscribed_person_stays_unsubscribed_and_is_not_retried(connected, sandbox, refused: str) -> None:  # noqa: F811
+    sandbox.configure(opt_in_refused=refused)
+    sandbox.control("POST", "contacts", json={"email_addresses": [{"email": "ada@example.com", "field": "EMAIL1"}]})
+    sandbox.control("POST", "email_status", json={"email": "ada@example.com", "status": "LIST_UNSUBSCRIBE"})
+    send(connected, signup("u1", "ada@example.com", consent="ticked: send me news"))
+    drain(connected, handler)
+    assert email_status(sandbox, "ada@example.com") == "LIST_UNSUBSCRIBE"
+    assert dlq_messages(connected) == []  # done: recorded, not dead-lettered
+    assert [r["method"] for r in keap_api_calls(sandbox) if "emailAddresses" in r["path"]] == \
+        (["PATCH"] if refused == "unchanged_200" else ["PATCH", "GET"])  # once: not retried
+    assert root.user_store()._table().get("USER#u1").opt_status == "LIST_UNSUBSCRIBE"
+    assert sandbox.contract_violations() == []

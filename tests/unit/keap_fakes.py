@@ -13,7 +13,7 @@ import requests
 
 from keaplink.actions.users import UserRecord
 from keaplink.errors import KeapRequestRejected
-from keaplink.keap.client import Contact
+from keaplink.keap.client import LIFTED_BY_OPT_IN, Contact, EmailStatus
 from keaplink.keap.session import Credential
 
 
@@ -30,6 +30,7 @@ class FakeKeap:
         self.lock = threading.Lock()
         self._ids = iter(range(1, 10_000))
         self._tag_ids = iter(range(100, 10_000))
+        self.email_status: dict[str, str] = {}  # address (casefolded) → Keap's opt-in status
 
     def add_contact(self, *emails: str, tag_ids: frozenset[str] = frozenset(),
                     given_name: str | None = None) -> Contact:
@@ -42,8 +43,10 @@ class FakeKeap:
         found = [c for c in self.contacts.values() if c.has_email(email)]
         return min(found, key=lambda c: int(c.id)) if found else None
 
-    def create_contact(self, email: str, given_name: str | None, family_name: str | None) -> tuple[Contact, bool]:
+    def create_contact(self, email: str, given_name: str | None, family_name: str | None,
+                       opt_in_reason: str | None = None) -> tuple[Contact, bool]:
         self.calls.append("create_contact")
+        self.email_status[email.casefold()] = "SINGLE_OPT_IN" if opt_in_reason else "NON_MARKETABLE"
         contact = Contact(str(next(self._ids)), (email,), given_name, family_name)
         self.contacts[contact.id] = contact
         return contact, True
@@ -53,6 +56,13 @@ class FakeKeap:
         old = self.contacts[contact_id]
         self.contacts[contact_id] = replace(old, given_name=given_name or old.given_name,
                                             family_name=family_name or old.family_name)
+
+    def opt_in(self, email: str, reason: str) -> EmailStatus:
+        self.calls.append("opt_in")
+        status = self.email_status.get(email.casefold(), "NON_MARKETABLE")
+        if status in LIFTED_BY_OPT_IN:
+            status = self.email_status[email.casefold()] = "SINGLE_OPT_IN"
+        return EmailStatus(email, status == "SINGLE_OPT_IN", status)
 
     def get_contact(self, contact_id: str) -> Contact | None:
         self.calls.append("get_contact")
@@ -103,6 +113,7 @@ class FakeUsers:
         self.reads: list[str] = []  # user ids read one at a time
         self.batch_reads: list[list[str]] = []  # user ids read together
         self.batch_read_error: Exception | None = None
+        self.opt_statuses: dict[str, str] = {}
 
     def _stored(self, user_id: str) -> UserRecord:
         """The record as stored, without counting a read."""
@@ -124,6 +135,9 @@ class FakeUsers:
         old = self._stored(user_id)
         self.users[user_id] = UserRecord(user_id, contact_id, email, frozenset() if new_tenant else old.tags, tenant,
                                          contact_tag_ids)
+
+    def record_opt_status(self, user_id: str, status: str) -> None:
+        self.opt_statuses[user_id] = status
 
     def mark_tagged(self, user_id: str, tag: str) -> None:
         old = self._stored(user_id)

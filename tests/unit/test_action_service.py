@@ -222,3 +222,65 @@ def test_an_email_that_cannot_be_looked_up_exactly_is_never_scanned_for() -> Non
 
     with pytest.raises(InvalidMessage, match="cannot be looked up exactly"):
         KeapClient(NoSession()).find_contact_by_email("inf!@x.co")  # type: ignore[arg-type]
+
+
+def test_consent_goes_with_a_new_contacts_address_and_nobody_is_opted_in_without_it(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, _ = world
+    assert service.apply(SignedUp("u1", "ada@example.com", consent="ticked: send me news"), keap) == "created"
+    assert keap.calls == ["find_contact", "create_contact"] and keap.email_status["ada@example.com"] == "SINGLE_OPT_IN"
+    keap.calls.clear()
+    service.apply(SignedUp("u2", "bob@example.com"), keap)
+    assert "opt_in" not in keap.calls and keap.email_status["bob@example.com"] == "NON_MARKETABLE"
+    service.apply(SignedUp("u2", "bob@example.com"), keap)
+    assert "opt_in" not in keap.calls
+
+
+def test_consent_for_an_existing_contact_opts_its_address_in(world) -> None:  # type: ignore[no-untyped-def]
+    service, keap, users = world
+    keap.add_contact("ada@example.com")
+    keap.email_status["ada@example.com"] = "UNENGAGED_NON_MARKETABLE"
+    assert service.apply(SignedUp("u1", "ada@example.com", consent="yes please"), keap) == "found, opted in"
+    assert keap.calls == ["find_contact", "opt_in"] and users.opt_statuses == {}
+
+
+def test_an_unsubscribed_person_stays_unsubscribed_recorded_and_counted_not_an_error() -> None:
+    from tests.unit.fakes import RecordingMetrics
+
+    users, keap, metrics = FakeUsers(), FakeKeap(), RecordingMetrics()
+    service = ActionService(users=users, tags=TagIds(users), button_tag="b", metrics=metrics)  # type: ignore[arg-type]
+    keap.add_contact("ada@example.com")
+    keap.email_status["ada@example.com"] = "LIST_UNSUBSCRIBE"
+    outcome = service.apply(SignedUp("u1", "ada@example.com", consent="yes please"), keap)
+    assert outcome.startswith("found, not opted in") and "LIST_UNSUBSCRIBE" in outcome
+    assert keap.email_status["ada@example.com"] == "LIST_UNSUBSCRIBE"
+    assert users.opt_statuses == {"u1": "LIST_UNSUBSCRIBE"}
+    assert metrics.names == ["ConsentKeptOutByKeap"]
+
+
+def test_opt_in_refused_by_keap_reads_the_status_and_raises_only_for_another_reason() -> None:
+    from keaplink.keap.client import KeapClient
+    from tests.unit.keap_fakes import answer
+
+    class Scripted:
+        tenant = "t"
+
+        def __init__(self, *answers: object) -> None:
+            self.answers, self.sent = list(answers), []  # type: ignore[var-annotated]
+
+        def request(self, method: str, path: str, what: str, **kwargs: object) -> object:
+            self.sent.append((method, path))
+            got = self.answers.pop(0)
+            if isinstance(got, Exception):
+                raise got
+            return got
+
+    refused = KeapRequestRejected("cannot change", 400)
+    unsubscribed = {"email": "a@x.io", "opted_in": False, "status": "LIST_UNSUBSCRIBE", "create_time": "t"}
+    session = Scripted(refused, answer(200, unsubscribed))
+    status = KeapClient(session).opt_in("a@x.io", "yes")  # type: ignore[arg-type]
+    assert (status.opted_in, status.status) == (False, "LIST_UNSUBSCRIBE")
+    path = "/v2/emailAddresses/a%40x.io/status"
+    assert session.sent == [("PATCH", path), ("GET", path)]
+    liftable = {**unsubscribed, "status": "NON_MARKETABLE"}
+    with pytest.raises(KeapRequestRejected):
+        KeapClient(Scripted(refused, answer(200, liftable))).opt_in("a@x.io", "yes")  # type: ignore[arg-type]

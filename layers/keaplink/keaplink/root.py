@@ -331,7 +331,7 @@ def actions(metrics: MetricsPort, through: Refresher | None = None, clock: Clock
 
     via = through or (refresher(metrics, clock) if not settings().is_api_key_mode else None)
     return ActionsDeps(
-        service=ActionService(users=user_store(), tags=tag_ids(), button_tag=settings().button_tag),
+        service=ActionService(users=user_store(), tags=tag_ids(), button_tag=settings().button_tag, metrics=metrics),
         open_session=lambda deadline: keap_session(metrics, via, deadline, clock),
         dead_letters=DeadLetterQueue(lambda: aws_client("sqs"), settings().need("dlq_url")),
         holding=holding(metrics),

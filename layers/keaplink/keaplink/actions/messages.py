@@ -30,6 +30,7 @@ class SignedUp:
     email: str
     given_name: str | None = None
     family_name: str | None = None
+    consent: str | None = None  # the opt-in reason the person agreed to; None: never opted in
     type: str = "user.signed_up"
 
 

@@ -18,12 +18,13 @@ calls happen in the Keap session; what is raised here the batch sorts into "neve
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from keaplink.actions.messages import ButtonPressed, SignedUp
 from keaplink.actions.tag_results import TagResult, classify
 from keaplink.errors import KeapRequestRejected, KeapUnavailable, NotReady
+from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
 
 if TYPE_CHECKING:
     from keaplink.actions.messages import Message
@@ -60,6 +61,7 @@ class ActionService:
     users: UserStore
     tags: TagIds
     button_tag: str
+    metrics: MetricsPort = field(default_factory=NullMetrics)
 
     def apply(self, message: Message, keap: KeapClient) -> str:
         """Do what one message asks; returns what was done. Raises typed errors (see the module's doc). A batch
@@ -74,17 +76,32 @@ class ActionService:
 
     # --- contacts -------------------------------------------------------------------------------------
     def _sign_up(self, message: SignedUp, keap: KeapClient, stored: UserRecord | None) -> str:
-        contact, outcome = self._resolve(message.email, keap, message.given_name, message.family_name)
+        contact, outcome = self._resolve(message.email, keap, message.given_name, message.family_name,
+                                         message.consent)
         self._remember(stored or self.users.get(message.user_id), contact, message.email, keap)
+        if message.consent and outcome != "created":  # a new contact got the reason with its address
+            outcome += self._opt_in(message.user_id, message.email, message.consent, keap)
         return outcome
+
+    def _opt_in(self, user_id: str, email: str, consent: str, keap: KeapClient) -> str:
+        """Consent for an address already in Keap. An unsubscribed person stays unsubscribed: Keap keeps the
+        status, keaplink records and counts it — done, neither retried nor dead-lettered."""
+        status = keap.opt_in(email, consent)
+        if status.opted_in:
+            return ", opted in"
+        self.users.record_opt_status(user_id, status.status)
+        self.metrics.add_metric("ConsentKeptOutByKeap", MetricUnit.Count, 1)
+        logger.info("consent not applied: Keap keeps the address out of marketing",
+                    extra={"user_id": user_id, "email_status": status.status})
+        return f", not opted in (Keap keeps it {status.status or 'non-marketable'})"
 
     @staticmethod
     def _resolve(email: str, keap: KeapClient, given_name: str | None = None,
-                 family_name: str | None = None) -> tuple[Contact, str]:
+                 family_name: str | None = None, consent: str | None = None) -> tuple[Contact, str]:
         """The contact holding ``email``, created when there is none; an existing one keeps all it has."""
         found = keap.find_contact_by_email(email)
         if found is None:
-            contact, created = keap.create_contact(email, given_name, family_name)
+            contact, created = keap.create_contact(email, given_name, family_name, consent)
             return contact, "created" if created else "found"  # "found": another signup created it meanwhile
         blanks = fill_blanks(found, given_name, family_name)
         if blanks:

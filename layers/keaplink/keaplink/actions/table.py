@@ -20,5 +20,6 @@ class DataItem(Model):
     tenant = UnicodeAttribute(null=True)
     tags = UnicodeSetAttribute(null=True)
     contact_tag_ids = UnicodeSetAttribute(null=True)  # the tags the contact already had when it was found
+    opt_status = UnicodeAttribute(null=True)  # Keap's e-mail status when consent could not be applied (unsubscribed)
     tag_id = UnicodeAttribute(null=True)
     updated_at = NumberAttribute(null=True)

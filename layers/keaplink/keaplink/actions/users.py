@@ -73,6 +73,11 @@ class UserStore:
             actions.append(m.tags.remove())
         m(f"USER#{user_id}").update(actions=actions)
 
+    def record_opt_status(self, user_id: str, status: str) -> None:
+        """Keap kept the user's address out of marketing despite consent (an unsubscribe): remembered, for support."""
+        m = self._table()
+        m(f"USER#{user_id}").update(actions=[m.opt_status.set(status), m.updated_at.set(time.time())])
+
     def mark_tagged(self, user_id: str, tag: str) -> None:
         m = self._table()
         m(f"USER#{user_id}").update(actions=[m.tags.add({tag}), m.updated_at.set(time.time())])

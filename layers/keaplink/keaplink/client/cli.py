@@ -1,6 +1,6 @@
 """keaplink's command line: publish events, inspect and redrive the DLQ, read the connection status.
 
-    keaplink send signup --user-id u1 --email ada@example.com [--given-name Ada] [--family-name L]
+    keaplink send signup --user-id u1 --email ada@example.com [--given-name Ada] [--family-name L] [--consent …]
     keaplink send press --user-id u1 [--email …]
     keaplink send tag --user-id u1 --tag vip
     keaplink dlq list [--max 100]              (control characters shown escaped)
@@ -62,7 +62,7 @@ def _send(args: argparse.Namespace, targets: Targets) -> int:
     message: dict[str, Any] = {"user_id": args.user_id}
     if args.kind == "signup":
         message.update(type="user.signed_up", email=args.email, given_name=args.given_name,
-                       family_name=args.family_name)
+                       family_name=args.family_name, consent=args.consent)
     elif args.kind == "press":
         message.update(type="button.pressed", email=args.email)
     else:
@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     send.add_argument("--email")
     send.add_argument("--given-name")
     send.add_argument("--family-name")
+    send.add_argument("--consent", help="signup: the opt-in reason the person agreed to")
     send.add_argument("--tag")
     send.add_argument("--queue-url")
     dlq = sub.add_parser("dlq", help="list or redrive dead-lettered messages")

@@ -30,8 +30,9 @@ def publish(message: Message | dict[str, Any], queue_url: str | None = None, sqs
 
 
 def publish_signup(user_id: str, email: str, given_name: str | None = None, family_name: str | None = None,
-                   queue_url: str | None = None) -> str:
-    return publish(SignedUp(user_id, email, given_name, family_name), queue_url)
+                   queue_url: str | None = None, consent: str | None = None) -> str:
+    """``consent``: the opt-in reason the person agreed to; without it nobody is opted in."""
+    return publish(SignedUp(user_id, email, given_name, family_name, consent), queue_url)
 
 
 def publish_button_pressed(user_id: str, email: str | None = None, queue_url: str | None = None) -> str:

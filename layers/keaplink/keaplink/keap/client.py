@@ -58,6 +58,25 @@ class Contact:
         return email.casefold() in (e.casefold() for e in self.emails)
 
 
+#: updateEmailAddressOptStatus lifts only these states ("Unengaged Marketable", "Unengaged Non-Marketable",
+#: "Non-Marketable", "Opt-Out: Manual"); any other — an unsubscribe, a bounce, spam — stays as it is.
+LIFTED_BY_OPT_IN = frozenset({"UNENGAGED_MARKETABLE", "UNENGAGED_NON_MARKETABLE", "NON_MARKETABLE", "MANUAL"})
+
+
+@dataclass(frozen=True)
+class EmailStatus:
+    """``RestEmailAddressStatus``: whether Keap may send marketing to the address, and its state."""
+
+    email: str
+    opted_in: bool
+    status: str
+
+    @classmethod
+    def from_keap(cls, body: Any, email: str) -> EmailStatus:
+        body = body if isinstance(body, dict) else {}
+        return cls(str(body.get("email") or email), body.get("opted_in") is True, str(body.get("status") or ""))
+
+
 class KeapClient:
     def __init__(self, session: KeapSession) -> None:
         self.session = session
@@ -95,13 +114,18 @@ class KeapClient:
         exact = sorted((c for c in matches if c.has_email(email)), key=lambda c: (len(c.id), c.id))
         return exact[0] if exact else None
 
-    def create_contact(self, email: str, given_name: str | None, family_name: str | None) -> tuple[Contact, bool]:
+    def create_contact(self, email: str, given_name: str | None, family_name: str | None,
+                       opt_in_reason: str | None = None) -> tuple[Contact, bool]:
         """Create a contact for an e-mail no contact holds; returns it and whether Keap created it.
 
         ``duplicate_option=Email``: two signups racing on one e-mail still give one contact (the second
-        request finds the first's contact, whose only e-mail is this one).
+        request finds the first's contact, whose only e-mail is this one). ``opt_in_reason``: the person's
+        consent, sent with the address (without it Keap makes the contact non-marketable).
         """
-        body: dict[str, Any] = {"email_addresses": [{"email": email, "field": "EMAIL1"}]}
+        address: dict[str, Any] = {"email": email, "field": "EMAIL1"}
+        if opt_in_reason:
+            address["opt_in_reason"] = opt_in_reason
+        body: dict[str, Any] = {"email_addresses": [address]}
         if given_name:
             body["given_name"] = given_name
         if family_name:
@@ -117,6 +141,23 @@ class KeapClient:
         if names:
             self._call("PATCH", f"/v2/contacts/{quote(contact_id, safe='')}", "update contact", json=names,
                        params={"update_mask": sorted(names), "fields": "id"})
+
+    def opt_in(self, email: str, reason: str) -> EmailStatus:
+        """Opt an address in with the person's reason (``updateEmailAddressOptStatus``); Keap's status after it.
+        Keap keeps an unsubscribed address as it is: answered with the unchanged status, or refused — then
+        the address's status (``getEmailAddressStatus``) is the answer, unless it is one Keap would have lifted
+        (then the refusal was about the request, and is raised)."""
+        path = f"/v2/emailAddresses/{quote(email, safe='')}/status"
+        try:
+            body = self._call("PATCH", path, "opt in", json={"opted_in": True, "reason": reason})
+        except KeapRequestRejected as exc:
+            if exc.status not in (400, 409):
+                raise
+            status = EmailStatus.from_keap(self._call("GET", path, "e-mail status"), email)
+            if status.opted_in or status.status in LIFTED_BY_OPT_IN:
+                raise
+            return status
+        return EmailStatus.from_keap(body, email)
 
     def get_contact(self, contact_id: str) -> Contact | None:
         """The contact, or None when Keap has no contact with this id (deleted, or merged into another)."""

@@ -96,3 +96,75 @@ def test_an_unsubscribed_person_stays_unsubscribed_and_is_not_retried(connected,
         (["PATCH"] if refused == "unchanged_200" else ["PATCH", "GET"])  # once: not retried
     assert root.user_store()._table().get("USER#u1").opt_status == "LIST_UNSUBSCRIBE"
     assert sandbox.contract_violations() == []
+
+
+# --- untag ---------------------------------------------------------------------------------------------------
+def tagged(sandbox, tag: str = "vip") -> bool:  # type: ignore[no-untyped-def]
+    state = sandbox.control("GET", "state")
+    [contact] = state["contacts"]
+    ids = {t["id"] for t in state["tags"] if t["name"] == tag}
+    return bool(ids & set(contact["tag_ids"]))
+
+
+def tag(user: str = "u1", name: str = "vip") -> str:
+    return body("contact.tag", user, tag=name)
+
+
+def untag(user: str = "u1", name: str = "vip") -> str:
+    return body("contact.untag", user, tag=name)
+
+
+@pytest.mark.parametrize("split", [
+    [[tag(), untag(), tag()]],  # one batch
+    [[tag()], [untag()], [tag()]],  # a batch each
+    [[tag()], [untag(), tag()]],
+    [[tag(), untag()], [tag()]],
+])
+def test_tag_untag_tag_ends_tagged_in_any_batch_split(connected, sandbox, split: list[list[str]]) -> None:  # noqa: F811
+    send(connected, signup("u1", "ada@example.com"))
+    drain(connected, handler)
+    for batch in split:
+        send(connected, *batch)
+        drain(connected, handler)
+    assert tagged(sandbox)
+    assert root.user_store().get("u1").tags == {"vip"}
+    send(connected, untag())
+    drain(connected, handler)
+    assert not tagged(sandbox) and root.user_store().get("u1").tags == frozenset()
+    assert dlq_messages(connected) == [] and sandbox.contract_violations() == []
+
+
+def test_a_tag_the_customer_applied_is_removed_and_applied_again(connected, sandbox) -> None:  # noqa: F811
+    sandbox.control("POST", "contacts", json={"email_addresses": [{"email": "ada@example.com", "field": "EMAIL1"}],
+                                              "tag_names": ["vip"]})
+    send(connected, signup("u1", "ada@example.com"))
+    drain(connected, handler)
+    send(connected, tag())
+    drain(connected, handler)  # tagged when found: no call
+    send(connected, untag())
+    drain(connected, handler)
+    assert not tagged(sandbox)
+    send(connected, tag())
+    drain(connected, handler)
+    assert tagged(sandbox)
+
+
+def test_untags_of_one_tag_in_a_batch_are_one_remove_tags_call(connected, sandbox) -> None:  # noqa: F811
+    send(connected, *[signup(f"u{n}", f"user{n}@example.com") for n in range(8)])
+    drain(connected, handler)
+    send(connected, *[tag(f"u{n}") for n in range(8)])
+    drain(connected, handler)
+    sandbox.control("DELETE", "requests")
+    send(connected, *[untag(f"u{n}") for n in range(8)])
+    drain(connected, handler, batch_size=10)
+    removes = [r for r in keap_api_calls(sandbox) if r["path"].endswith(":removeTags")]
+    assert len(removes) == 1
+    assert all(not c["tag_ids"] for c in contacts(sandbox))
+
+
+def test_untag_of_a_tag_keap_does_not_have_is_done_without_creating_it(connected, sandbox) -> None:  # noqa: F811
+    send(connected, signup("u1", "ada@example.com"))
+    drain(connected, handler)
+    send(connected, untag(name="never made"))
+    drain(connected, handler)
+    assert sandbox.control("GET", "state")["tags"] == [] and dlq_messages(connected) == []

@@ -87,6 +87,15 @@ class FakeKeap:
                 raise KeapRequestRejected("create tag: HTTP 409 Tag with name already exists", 409)
         return tag_id
 
+    def remove_tag(self, tag_id: str, contact_ids: list[str]) -> None:
+        self.calls.append("remove_tag")
+        if tag_id not in self.tags.values():
+            raise KeapRequestRejected("remove tag: HTTP 404 not found", 404)
+        for contact_id in contact_ids:
+            contact = self.contacts.get(contact_id)
+            if contact is not None:
+                self.contacts[contact_id] = replace(contact, tag_ids=contact.tag_ids - {tag_id})
+
     def apply_tag(self, tag_id: str, contact_ids: list[str]) -> dict[str, str]:
         self.calls.append("apply_tag")
         if tag_id not in self.tags.values():
@@ -135,6 +144,11 @@ class FakeUsers:
         old = self._stored(user_id)
         self.users[user_id] = UserRecord(user_id, contact_id, email, frozenset() if new_tenant else old.tags, tenant,
                                          contact_tag_ids)
+
+    def unmark_tagged(self, user_id: str, tag: str, tag_id: str | None) -> None:
+        old = self._stored(user_id)
+        self.users[user_id] = replace(old, tags=old.tags - {tag},
+                                      contact_tag_ids=old.contact_tag_ids - {tag_id} if tag_id else old.contact_tag_ids)
 
     def record_opt_status(self, user_id: str, status: str) -> None:
         self.opt_statuses[user_id] = status

@@ -284,3 +284,64 @@ def test_opt_in_refused_by_keap_reads_the_status_and_raises_only_for_another_rea
     liftable = {**unsubscribed, "status": "NON_MARKETABLE"}
     with pytest.raises(KeapRequestRejected):
         KeapClient(Scripted(refused, answer(200, liftable))).opt_in("a@x.io", "yes")  # type: ignore[arg-type]
+
+
+def test_untag_removes_the_tag_and_a_later_tag_applies_it_again(world) -> None:  # type: ignore[no-untyped-def]
+    from keaplink.actions.messages import ContactUntag
+
+    service, keap, users = world
+    service.apply(SignedUp("u1", "ada@example.com"), keap)
+    service.apply(ContactTag("u1", "trial"), keap)
+    tag_id, [contact_id] = keap.tags["trial"], list(keap.contacts)
+    keap.calls.clear()
+    assert service.apply(ContactUntag("u1", "trial"), keap) == "untagged"
+    assert keap.calls == ["remove_tag"] and tag_id not in keap.contacts[contact_id].tag_ids
+    assert users.get("u1").tags == frozenset()
+    keap.calls.clear()
+    assert service.apply(ContactTag("u1", "trial"), keap) == "tagged"  # memory followed: applied again
+    assert keap.calls == ["apply_tag"] and tag_id in keap.contacts[contact_id].tag_ids
+
+
+def test_untag_of_a_tag_keap_never_had_creates_nothing(world) -> None:  # type: ignore[no-untyped-def]
+    from keaplink.actions.messages import ContactUntag
+
+    service, keap, _ = world
+    service.apply(SignedUp("u1", "ada@example.com"), keap)
+    keap.calls.clear()
+    assert service.apply(ContactUntag("u1", "never"), keap) == "no such tag in Keap: nothing to remove"
+    assert keap.calls == ["find_tag_id"] and keap.tags == {}
+
+
+@pytest.mark.parametrize("ops", [("tag", "untag", "tag"), ("untag", "tag"), ("tag", "untag"), ("tag", "tag", "untag")])
+def test_in_one_round_the_last_tag_or_untag_of_a_contact_decides(world, ops: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
+    from keaplink.actions.messages import ContactUntag
+
+    service, keap, _ = world
+    service.apply(SignedUp("u1", "ada@example.com"), keap)
+    messages = [ContactTag("u1", "vip") if op == "tag" else ContactUntag("u1", "vip") for op in ops]
+    keap.tags["vip"] = "7"
+    pending = []
+    for m in messages:  # prepared one after the other, as a batch does for one user
+        step = service.prepare(m, keap)
+        assert not isinstance(step, str)
+        pending.append(step)
+    keap.calls.clear()
+    outcomes = service.apply_tags(pending, keap)
+    final = "tagged" if ops[-1] == "tag" else "untagged"
+    assert outcomes == [final if op == ops[-1] else "superseded by a later tag or untag of the batch" for op in ops]
+    assert keap.calls == ["apply_tag" if ops[-1] == "tag" else "remove_tag"]  # one call
+    [contact] = keap.contacts.values()
+    assert ("7" in contact.tag_ids) == (ops[-1] == "tag")
+
+
+def test_removals_of_one_tag_go_out_in_one_call_per_100_contacts(world) -> None:  # type: ignore[no-untyped-def]
+    from keaplink.actions.messages import ContactUntag
+
+    service, keap, _ = world
+    keap.tags["vip"] = "7"
+    for n in range(150):
+        service.apply(SignedUp(f"u{n}", f"user{n}@example.com"), keap)
+    pending = [service.prepare(ContactUntag(f"u{n}", "vip"), keap) for n in range(150)]
+    keap.calls.clear()
+    outcomes = service.apply_tags(pending, keap)  # type: ignore[arg-type]
+    assert keap.calls == ["remove_tag", "remove_tag"] and set(outcomes) == {"untagged"}

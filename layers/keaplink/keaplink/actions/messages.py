@@ -49,11 +49,20 @@ class ContactTag:
     type: str = "contact.tag"
 
 
-Message = SignedUp | ButtonPressed | ContactTag
-_TYPES: dict[str, type[SignedUp] | type[ButtonPressed] | type[ContactTag]] = {
+@dataclass(frozen=True)
+class ContactUntag:
+    user_id: str
+    tag: str
+    email: str | None = None
+    type: str = "contact.untag"
+
+
+Message = SignedUp | ButtonPressed | ContactTag | ContactUntag
+_TYPES: dict[str, type[Message]] = {
     "user.signed_up": SignedUp,
     "button.pressed": ButtonPressed,
     "contact.tag": ContactTag,
+    "contact.untag": ContactUntag,
 }
 
 

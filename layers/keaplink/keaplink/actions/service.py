@@ -21,7 +21,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from keaplink.actions.messages import ButtonPressed, SignedUp
+from keaplink.actions.messages import ButtonPressed, ContactUntag, SignedUp
 from keaplink.actions.tag_results import TagResult, classify
 from keaplink.errors import KeapRequestRejected, KeapUnavailable, NotReady
 from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
@@ -54,6 +54,7 @@ class PendingTag:
     tag: str
     tag_id: str
     contact_id: str
+    remove: bool = False  # contact.untag: removeTags instead of applyTags
 
 
 @dataclass
@@ -120,33 +121,61 @@ class ActionService:
         ``stored``: the user's record if the caller has already read it (a batch reads many at once)."""
         if isinstance(message, SignedUp):
             return self._sign_up(message, keap, stored)
+        if isinstance(message, ContactUntag):
+            return self._prepare_untag(message, keap, stored)
         tag = self.button_tag if isinstance(message, ButtonPressed) else message.tag
         stored = stored or self.users.get(message.user_id)
-        user = stored.in_tenant(keap.tenant)  # ids and tags of another Keap app do not count here
-        if tag in user.tags:
+        if tag in stored.in_tenant(keap.tenant).tags:  # ids and tags of another Keap app do not count here
             return "already tagged"
-        email = message.email or user.email
-        contact_id, contact_tags = user.contact_id, user.contact_tag_ids
-        if contact_id is None:
-            if not email:
-                # The signup has not been processed yet: come back later, do not dead-letter early.
-                raise NotReady(f"user {message.user_id} has no Keap contact yet")
-            contact, _ = self._resolve(email, keap)
-            self._remember(stored, contact, email, keap)
-            contact_id, contact_tags = contact.id, contact.tag_ids
+        contact_id, contact_tags, email = self._contact_of(message.user_id, message.email, stored, keap)
         tag_id = self.tags.get(tag, keap)
         if tag_id in contact_tags:  # the contact had the tag when keaplink found it: nothing to send
             self.users.mark_tagged(message.user_id, tag)
             return "already tagged in Keap"
         return PendingTag(message.user_id, email, tag, tag_id, contact_id)
 
+    def _contact_of(self, user_id: str, email: str | None, stored: UserRecord,
+                    keap: KeapClient) -> tuple[str, frozenset[str], str | None]:
+        """The user's contact id in this Keap app, the tags it had when found, and the e-mail to find it again;
+        found (or created) by e-mail when keaplink has none yet."""
+        user = stored.in_tenant(keap.tenant)
+        email = email or user.email
+        if user.contact_id is not None:
+            return user.contact_id, user.contact_tag_ids, email
+        if not email:
+            # The signup has not been processed yet: come back later, do not dead-letter early.
+            raise NotReady(f"user {user_id} has no Keap contact yet")
+        contact, _ = self._resolve(email, keap)
+        self._remember(stored, contact, email, keap)
+        return contact.id, contact.tag_ids, email
+
+    def _prepare_untag(self, message: ContactUntag, keap: KeapClient, stored: UserRecord | None) -> str | PendingTag:
+        """A removal, sent with the batch's others of its tag. keaplink's memory of the tag goes first, so the
+        user's next ``contact.tag`` (in this batch or a later one) applies it again."""
+        stored = stored or self.users.get(message.user_id)
+        contact_id, _, email = self._contact_of(message.user_id, message.email, stored, keap)
+        tag_id = self.tags.find(message.tag, keap)
+        self.users.unmark_tagged(message.user_id, message.tag, tag_id)
+        if tag_id is None:
+            return "no such tag in Keap: nothing to remove"
+        return PendingTag(message.user_id, email, message.tag, tag_id, contact_id, remove=True)
+
     def apply_tags(self, pending: Sequence[PendingTag], keap: KeapClient) -> list[str | Exception]:
-        """Send tag applications together: one ``applyTags`` call per tag and up to 100 contacts. Each one's
-        outcome comes from its own contact's result (an error for that one alone, never for the others)."""
+        """Send tag applications and removals together: one ``applyTags`` or ``removeTags`` call per tag and up
+        to 100 contacts. For one contact and tag, the last message (``pending``'s order: arrival order) decides,
+        and earlier ones asking the opposite are superseded, so tag/untag/tag ends tagged. Each one's outcome comes
+        from its own contact's result (an error for that one alone, never for the others)."""
         outcomes: list[str | Exception | None] = [None] * len(pending)
+        last = {(p.contact_id, p.tag_id): i for i, p in enumerate(pending)}
         by_tag: dict[str, list[int]] = {}
+        removals: dict[str, list[int]] = {}
         for i, p in enumerate(pending):
-            by_tag.setdefault(p.tag_id, []).append(i)
+            if p.remove != pending[last[(p.contact_id, p.tag_id)]].remove:
+                outcomes[i] = "superseded by a later tag or untag of the batch"
+            else:
+                (removals if p.remove else by_tag).setdefault(p.tag_id, []).append(i)
+        for tag_id, members in removals.items():
+            self._remove_tag(tag_id, [pending[i] for i in members], members, outcomes, keap)
         for tag_id, members in by_tag.items():
             contact_ids = list(dict.fromkeys(pending[i].contact_id for i in members))
             for start in range(0, len(contact_ids), MAX_CONTACTS_PER_CALL):
@@ -163,6 +192,27 @@ class ActionService:
                     p = pending[i] if results is None else replace(pending[i], tag_id=results[0])
                     outcomes[i] = self._settle_quietly(p, keap, answered)
         return [o if o is not None else KeapUnavailable("tag application not sent", 0) for o in outcomes]
+
+    def _remove_tag(self, tag_id: str, members: list[PendingTag], where: list[int],
+                    outcomes: list[str | Exception | None], keap: KeapClient) -> None:
+        """One ``removeTags`` call per 100 contacts; a tag deleted in Keap is removed from everyone already."""
+        contact_ids = list(dict.fromkeys(p.contact_id for p in members))
+        for start in range(0, len(contact_ids), MAX_CONTACTS_PER_CALL):
+            chunk = contact_ids[start:start + MAX_CONTACTS_PER_CALL]
+            outcome: str | Exception = "untagged"
+            try:
+                keap.remove_tag(tag_id, chunk)
+            except KeapRequestRejected as exc:
+                if exc.status == 404 and not keap.tag_exists(tag_id):
+                    self.tags.forget(members[0].tag, tag_id, keap)
+                    outcome = "the tag no longer exists in Keap"
+                else:
+                    outcome = exc
+            except Exception as exc:  # noqa: BLE001 - the error belongs to each removal of this call
+                outcome = exc
+            for i, p in zip(where, members, strict=True):
+                if p.contact_id in chunk:
+                    outcomes[i] = outcome
 
     def _apply_chunk(self, tag: str, tag_id: str, chunk: list[str],
                      keap: KeapClient) -> tuple[str, dict[str, str]] | None:

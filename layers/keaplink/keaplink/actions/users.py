@@ -82,6 +82,15 @@ class UserStore:
         m = self._table()
         m(f"USER#{user_id}").update(actions=[m.tags.add({tag}), m.updated_at.set(time.time())])
 
+    def unmark_tagged(self, user_id: str, tag: str, tag_id: str | None) -> None:
+        """The tag is being removed: forgotten before Keap is asked, so a later tag applies it again (memory that
+        misses a tag costs one idempotent applyTags; memory that claims one wrongly would skip it)."""
+        m = self._table()
+        actions: list[Any] = [m.tags.delete({tag}), m.updated_at.set(time.time())]
+        if tag_id is not None:
+            actions.append(m.contact_tag_ids.delete({tag_id}))
+        m(f"USER#{user_id}").update(actions=actions)
+
     def cached_tag_id(self, tenant: str | None, name: str) -> str | None:
         from pynamodb.exceptions import DoesNotExist
 

@@ -207,6 +207,12 @@ class KeapClient:
         results = body.get("results") if isinstance(body, dict) else None
         return {str(k): str(v) for k, v in results.items()} if isinstance(results, dict) else {}
 
+    def remove_tag(self, tag_id: str, contact_ids: list[str]) -> None:
+        """Remove one tag from contacts (``removeTags``: 204, no per-contact result; contacts without the tag are
+        passed over)."""
+        self._call("POST", f"/v2/tags/{quote(tag_id, safe='')}/contacts:removeTags", "remove tag",
+                   json={"contact_ids": list(dict.fromkeys(contact_ids))})
+
     def credential_tenant(self) -> str | None:
         """The Keap app (tenant) the session's credential belongs to, from ``x-keap-tenant-id``, which Keap sends
         on every answer; None when it is absent. The call is ``GET /v2/oauth/connect/userinfo`` (getUserInfo in

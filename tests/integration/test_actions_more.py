@@ -168,3 +168,68 @@ def test_untag_of_a_tag_keap_does_not_have_is_done_without_creating_it(connected
     send(connected, untag(name="never made"))
     drain(connected, handler)
     assert sandbox.control("GET", "state")["tags"] == [] and dlq_messages(connected) == []
+
+
+# --- goals and notes: exactly once per event_id ------------------------------------------------------------
+def goal(event_id: str, call_name: str = "trial_started", user: str = "u1") -> str:
+    return body("contact.goal", user, integration="myapp", call_name=call_name, event_id=event_id)
+
+
+def note(event_id: str, title: str = "Upgraded", user: str = "u1") -> str:
+    return body("contact.note", user, title=title, body="Moved to the Pro plan", event_id=event_id)
+
+
+def test_goals_are_achieved_once_per_event_id_through_duplicates_and_redelivery(connected, sandbox) -> None:  # noqa: F811
+    sandbox.control("POST", "goals", json={"integration": "myapp", "call_name": "trial_started"})
+    send(connected, signup("u1", "ada@example.com"))
+    drain(connected, handler)
+    send(connected, goal("e1"), goal("e1"))  # a duplicate in the same batch
+    drain(connected, handler)
+    send(connected, goal("e1"))  # a redelivery, later
+    drain(connected, handler)
+    send(connected, goal("e2"))
+    drain(connected, handler)
+    achieved = sandbox.control("GET", "state")["goals_achieved"]
+    assert len(achieved) == 2 and {a["call_name"] for a in achieved} == {"trial_started"}
+    assert dlq_messages(connected) == [] and sandbox.contract_violations() == []
+
+
+def test_an_unpublished_goal_is_dead_lettered_with_keaps_message_and_redriven_once_fixed(connected, sandbox) -> None:  # noqa: F811
+    send(connected, signup("u1", "ada@example.com"))
+    drain(connected, handler)
+    send(connected, goal("e1", call_name="trial_ended"))
+    drain(connected, handler)
+    [dead] = dlq_messages(connected)
+    reason = dead["MessageAttributes"]["keaplink-reason"]["StringValue"]
+    assert "No goals were configured for myapp.trial_ended" in reason
+    sandbox.control("POST", "goals", json={"integration": "myapp", "call_name": "trial_ended"})
+    send(connected, dead["Body"], dead["Body"])  # redriven (twice, by mistake)
+    drain(connected, handler)
+    assert len(sandbox.control("GET", "state")["goals_achieved"]) == 1
+    assert sandbox.contract_violations() == []
+
+
+def test_notes_are_written_once_per_event_id_as_the_connections_user(connected, sandbox) -> None:  # noqa: F811
+    send(connected, signup("u1", "ada@example.com"))
+    drain(connected, handler)
+    send(connected, note("n1"), note("n1"), note("n2", title="Renewed"))
+    drain(connected, handler)
+    send(connected, note("n1"))
+    drain(connected, handler)
+    notes = sandbox.control("GET", "state")["notes"]
+    assert sorted(n["title"] for n in notes) == ["Renewed", "Upgraded"]
+    assert {n["created_by_user_id"] for n in notes} == {"1"}
+    [contact] = contacts(sandbox)
+    assert {n["contact_id"] for n in notes} == {contact["id"]}
+    user_info = [r for r in keap_api_calls(sandbox) if r["path"].endswith("/userinfo")]
+    assert len(user_info) <= 2  # once per container (the connect flow may ask once too)
+    assert dlq_messages(connected) == [] and sandbox.contract_violations() == []
+
+
+def test_a_goal_before_the_signup_with_an_email_finds_the_contact(connected, sandbox) -> None:  # noqa: F811
+    sandbox.control("POST", "goals", json={"integration": "myapp", "call_name": "trial_started"})
+    send(connected, body("contact.goal", "u1", integration="myapp", call_name="trial_started", event_id="e1",
+                         email="ada@example.com"))
+    drain(connected, handler)
+    [contact] = contacts(sandbox)
+    assert [a["contact_id"] for a in sandbox.control("GET", "state")["goals_achieved"]] == [contact["id"]]

@@ -11,6 +11,7 @@ from typing import Any
 
 import requests
 
+from keaplink.actions.once import Claim
 from keaplink.actions.users import UserRecord
 from keaplink.errors import KeapRequestRejected
 from keaplink.keap.client import LIFTED_BY_OPT_IN, Contact, EmailStatus
@@ -31,6 +32,10 @@ class FakeKeap:
         self._ids = iter(range(1, 10_000))
         self._tag_ids = iter(range(100, 10_000))
         self.email_status: dict[str, str] = {}  # address (casefolded) → Keap's opt-in status
+        self.published_goals: set[tuple[str, str]] = set()
+        self.goals_achieved: list[tuple[str, str, str]] = []
+        self.goal_error: Exception | None = None
+        self.notes: list[tuple[str, str, str, str]] = []
 
     def add_contact(self, *emails: str, tag_ids: frozenset[str] = frozenset(),
                     given_name: str | None = None) -> Contact:
@@ -87,6 +92,28 @@ class FakeKeap:
                 raise KeapRequestRejected("create tag: HTTP 409 Tag with name already exists", 409)
         return tag_id
 
+    def achieve_goal(self, contact_id: str, integration: str, call_name: str) -> list[tuple[bool, str]]:
+        self.calls.append("achieve_goal")
+        if self.goal_error is not None:
+            raise self.goal_error
+        if contact_id not in self.contacts:
+            raise KeapRequestRejected("achieve goal: HTTP 404 Contact not found", 404)
+        if (integration, call_name) not in self.published_goals:
+            return [(False, f"No goals were configured for {integration}.{call_name}")]
+        self.goals_achieved.append((contact_id, integration, call_name))
+        return [(True, "Goal achieved")]
+
+    def create_note(self, contact_id: str, user_id: str, title: str, text: str) -> str:
+        self.calls.append("create_note")
+        if contact_id not in self.contacts:
+            raise KeapRequestRejected("create note: HTTP 404 Contact not found", 404)
+        self.notes.append((contact_id, user_id, title, text))
+        return str(len(self.notes))
+
+    def connection_user_id(self) -> str:
+        self.calls.append("user_info")
+        return "1"
+
     def remove_tag(self, tag_id: str, contact_ids: list[str]) -> None:
         self.calls.append("remove_tag")
         if tag_id not in self.tags.values():
@@ -123,6 +150,7 @@ class FakeUsers:
         self.batch_reads: list[list[str]] = []  # user ids read together
         self.batch_read_error: Exception | None = None
         self.opt_statuses: dict[str, str] = {}
+        self.events: dict[tuple[str, str], Claim] = {}
 
     def _stored(self, user_id: str) -> UserRecord:
         """The record as stored, without counting a read."""
@@ -144,6 +172,20 @@ class FakeUsers:
         old = self._stored(user_id)
         self.users[user_id] = UserRecord(user_id, contact_id, email, frozenset() if new_tenant else old.tags, tenant,
                                          contact_tag_ids)
+
+    def claim_event(self, user_id: str, event_id: str, now: float) -> Claim:
+        found = self.events.get((user_id, event_id))
+        if found is None:
+            self.events[(user_id, event_id)] = Claim(mine=False, claimed_at=now)
+            return Claim(mine=True, claimed_at=now)
+        return found
+
+    def finish_event(self, user_id: str, event_id: str, outcome: str, now: float) -> None:
+        self.events[(user_id, event_id)] = Claim(mine=False, done=True, claimed_at=now, outcome=outcome)
+
+    def release_event(self, user_id: str, event_id: str, claimed_at: float) -> None:
+        if self.events.get((user_id, event_id), Claim(False)).claimed_at == claimed_at:
+            del self.events[(user_id, event_id)]
 
     def unmark_tagged(self, user_id: str, tag: str, tag_id: str | None) -> None:
         old = self._stored(user_id)

@@ -57,8 +57,30 @@ class ContactUntag:
     type: str = "contact.untag"
 
 
-Message = SignedUp | ButtonPressed | ContactTag | ContactUntag
+@dataclass(frozen=True)
+class ContactGoal:
+    user_id: str
+    integration: str
+    call_name: str
+    event_id: str
+    email: str | None = None
+    type: str = "contact.goal"
+
+
+@dataclass(frozen=True)
+class ContactNote:
+    user_id: str
+    title: str
+    body: str
+    event_id: str
+    email: str | None = None
+    type: str = "contact.note"
+
+
+Message = SignedUp | ButtonPressed | ContactTag | ContactUntag | ContactGoal | ContactNote
 _TYPES: dict[str, type[Message]] = {
+    "contact.goal": ContactGoal,
+    "contact.note": ContactNote,
     "user.signed_up": SignedUp,
     "button.pressed": ButtonPressed,
     "contact.tag": ContactTag,

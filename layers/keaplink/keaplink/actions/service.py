@@ -17,13 +17,16 @@ calls happen in the Keap session; what is raised here the batch sorts into "neve
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from keaplink.actions.messages import ButtonPressed, ContactUntag, SignedUp
+from keaplink.actions import once
+from keaplink.actions.facts import KeapFacts
+from keaplink.actions.messages import ButtonPressed, ContactGoal, ContactNote, ContactUntag, SignedUp
 from keaplink.actions.tag_results import TagResult, classify
-from keaplink.errors import KeapRequestRejected, KeapUnavailable, NotReady
+from keaplink.errors import KeapRequestRejected, KeapUnavailable, NotReady, OutcomeUnknown
 from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
 
 if TYPE_CHECKING:
@@ -63,6 +66,8 @@ class ActionService:
     tags: TagIds
     button_tag: str
     metrics: MetricsPort = field(default_factory=NullMetrics)
+    facts: KeapFacts = field(default_factory=KeapFacts)
+    clock: Callable[[], float] = time.time  # epoch seconds: event claims outlive containers
 
     def apply(self, message: Message, keap: KeapClient) -> str:
         """Do what one message asks; returns what was done. Raises typed errors (see the module's doc). A batch
@@ -123,6 +128,12 @@ class ActionService:
             return self._sign_up(message, keap, stored)
         if isinstance(message, ContactUntag):
             return self._prepare_untag(message, keap, stored)
+        if isinstance(message, ContactGoal):
+            goal = message
+            return self._once(goal, keap, stored, lambda contact_id: self._achieve(goal, contact_id, keap))
+        if isinstance(message, ContactNote):
+            note = message
+            return self._once(note, keap, stored, lambda contact_id: self._note(note, contact_id, keap))
         tag = self.button_tag if isinstance(message, ButtonPressed) else message.tag
         stored = stored or self.users.get(message.user_id)
         if tag in stored.in_tenant(keap.tenant).tags:  # ids and tags of another Keap app do not count here
@@ -148,6 +159,60 @@ class ActionService:
         contact, _ = self._resolve(email, keap)
         self._remember(stored, contact, email, keap)
         return contact.id, contact.tag_ids, email
+
+    # --- goals and notes: exactly once per event_id ------------------------------------------------------
+    def _once(self, message: ContactGoal | ContactNote, keap: KeapClient, stored: UserRecord | None,
+              effect: Callable[[str], str]) -> str:
+        """Do ``effect`` on the user's contact once per ``event_id``: claimed before Keap is asked, done after;
+        the claim released when Keap surely did nothing, kept when it may have acted (see :mod:`once`)."""
+        stored = stored or self.users.get(message.user_id)
+        contact_id, _, email = self._contact_of(message.user_id, message.email, stored, keap)
+        now = self.clock()
+        claim = self.users.claim_event(message.user_id, message.event_id, now)
+        verdict = once.seen(claim, now)
+        if verdict is once.Seen.DUPLICATE:
+            return f"event {message.event_id} done already ({claim.outcome or 'done'})"
+        if verdict is once.Seen.IN_FLIGHT:
+            raise NotReady(f"event {message.event_id} of user {message.user_id} is being done by another attempt")
+        if verdict is once.Seen.UNKNOWN:
+            raise OutcomeUnknown(f"{message.type} event {message.event_id}: an earlier attempt stopped while Keap "
+                                 "was being asked, so whether it happened is unknown; check the contact in Keap "
+                                 "and, to do it again, send it with a new event_id")
+        try:
+            outcome = self._on_contact(message.user_id, email, contact_id, keap, effect)
+        except Exception as exc:
+            if not once.may_have_acted(exc):
+                self.users.release_event(message.user_id, message.event_id, now)
+            raise
+        self.users.finish_event(message.user_id, message.event_id, outcome, self.clock())
+        return outcome
+
+    def _on_contact(self, user_id: str, email: str | None, contact_id: str, keap: KeapClient,
+                    effect: Callable[[str], str]) -> str:
+        """``effect`` on the contact; a contact gone from Keap (404: deleted, merged away) is found again by the
+        user's e-mail, once."""
+        try:
+            return effect(contact_id)
+        except KeapRequestRejected as exc:
+            if exc.status != 404 or not email or keap.get_contact(contact_id) is not None:
+                raise
+        contact, _ = self._resolve(email, keap)
+        self.users.save_contact(user_id, contact.id, email, keap.tenant, contact.tag_ids)
+        return effect(contact.id)
+
+    @staticmethod
+    def _achieve(message: ContactGoal, contact_id: str, keap: KeapClient) -> str:
+        results = keap.achieve_goal(contact_id, message.integration, message.call_name)
+        if not any(success for success, _ in results):
+            said = "; ".join(text for _, text in results if text) or "no goal answered"
+            # Keap answers 200 when no published campaign listens: fix the campaign, then redrive.
+            raise KeapRequestRejected(f"goal {message.integration}/{message.call_name} not achieved for contact "
+                                      f"{contact_id}: Keap says {said!r}", 200)
+        return "goal achieved"
+
+    def _note(self, message: ContactNote, contact_id: str, keap: KeapClient) -> str:
+        note_id = keap.create_note(contact_id, self.facts.user_id(keap), message.title, message.body)
+        return f"note {note_id} written"
 
     def _prepare_untag(self, message: ContactUntag, keap: KeapClient, stored: UserRecord | None) -> str | PendingTag:
         """A removal, sent with the batch's others of its tag. keaplink's memory of the tag goes first, so the

@@ -213,6 +213,32 @@ class KeapClient:
         self._call("POST", f"/v2/tags/{quote(tag_id, safe='')}/contacts:removeTags", "remove tag",
                    json={"contact_ids": list(dict.fromkeys(contact_ids))})
 
+    # --- goals, notes, the connection's user --------------------------------------------------------
+    def achieve_goal(self, contact_id: str, integration: str, call_name: str) -> list[tuple[bool, str]]:
+        """``achieveGoal`` by integration and call name: (success, Keap's message) per goal. A 200 does not mean
+        a goal fired: ``success`` is false when no published campaign listens."""
+        if not contact_id.isdigit():
+            raise KeapRequestRejected(f"achieve goal: contact id {contact_id!r} is not numeric", 400)
+        body = self._call("POST", "/v2/automations/goals/achieve", "achieve goal",
+                          json={"contact_id": int(contact_id), "integration": integration, "call_name": call_name})
+        results = body.get("results") if isinstance(body, dict) else None
+        return [(r.get("success") is True, str(r.get("message") or "")) for r in results or []
+                if isinstance(r, dict)]
+
+    def create_note(self, contact_id: str, user_id: str, title: str, text: str) -> str:
+        """``createNote`` on the contact, as the Keap user ``user_id``; the note's id."""
+        body = self._call("POST", f"/v2/contacts/{quote(contact_id, safe='')}/notes", "create note",
+                          json={"user_id": user_id, "title": title, "text": text})
+        return str(body.get("id", "")) if isinstance(body, dict) else ""
+
+    def connection_user_id(self) -> str:
+        """The Keap user the credential acts as (``getUserInfo``'s ``sub``, the user id notes take)."""
+        body = self._call("GET", "/v2/oauth/connect/userinfo", "user info")
+        user = (body.get("sub") or body.get("id")) if isinstance(body, dict) else None
+        if not user:
+            raise KeapRequestRejected("user info: answer without a user id", 200)
+        return str(user)
+
     def credential_tenant(self) -> str | None:
         """The Keap app (tenant) the session's credential belongs to, from ``x-keap-tenant-id``, which Keap sends
         on every answer; None when it is absent. The call is ``GET /v2/oauth/connect/userinfo`` (getUserInfo in

@@ -233,3 +233,54 @@ def test_a_goal_before_the_signup_with_an_email_finds_the_contact(connected, san
     drain(connected, handler)
     [contact] = contacts(sandbox)
     assert [a["contact_id"] for a in sandbox.control("GET", "state")["goals_achieved"]] == [contact["id"]]
+
+
+# --- custom fields -------------------------------------------------------------------------------------------
+def fields_of(sandbox) -> dict[str, object]:  # type: ignore[no-untyped-def]
+    state = sandbox.control("GET", "state")
+    labels = {f["id"]: f["label"] for f in state["custom_fields"]}
+    [contact] = state["contacts"]
+    return {labels[v["id"]]: v["content"] for v in contact.get("custom_fields") or []}
+
+
+def test_custom_fields_by_label_or_api_name_keep_the_contacts_other_fields(connected, sandbox) -> None:  # noqa: F811
+    plan = sandbox.control("POST", "custom_fields", json={"label": "Plan name", "field_type": "DROPDOWN",
+                                                          "options": ["Free", "Pro"]})
+    staff = sandbox.control("POST", "custom_fields", json={"label": "Account manager", "field_type": "TEXT"})
+    sandbox.control("POST", "custom_fields", json={"label": "Signup date", "field_type": "DATE"})
+    sandbox.control("POST", "contacts", json={"email_addresses": [{"email": "ada@example.com", "field": "EMAIL1"}],
+                                              "custom_fields": [{"id": staff["id"], "content": "Grace"}]})
+    send(connected, signup("u1", "ada@example.com"))
+    drain(connected, handler)
+    send(connected, body("contact.fields", fields={"Plan name": "pro", "SignupDate": "2026-03-01"}))
+    drain(connected, handler)
+    assert fields_of(sandbox) == {"Account manager": "Grace", "Plan name": "Pro", "Signup date": "2026-03-01"}
+    assert plan["field_name"] == "PlanName"
+    send(connected, body("contact.fields", fields={"PlanName": "Free"}))  # the API name; the model is cached
+    drain(connected, handler)
+    assert fields_of(sandbox) == {"Account manager": "Grace", "Plan name": "Free", "Signup date": "2026-03-01"}
+    models = [r for r in keap_api_calls(sandbox) if r["path"].endswith("/contacts/model")]
+    assert len(models) == 1
+    sandbox.control("POST", "custom_fields", json={"label": "Seats", "field_type": "WHOLE_NUMBER"})
+    send(connected, body("contact.fields", fields={"Seats": 12}))  # added in Keap meanwhile: read again on the miss
+    drain(connected, handler)
+    assert fields_of(sandbox)["Seats"] == 12
+    assert dlq_messages(connected) == [] and sandbox.contract_violations() == []
+
+
+@pytest.mark.parametrize(("fields", "reason"), [
+    ({"Colour": "red"}, "no custom field named 'Colour'"),
+    ({"Seats": "twelve"}, "custom field 'Seats' (WHOLE_NUMBER) takes a whole number"),
+    ({"Plan": "Gold"}, "custom field 'Plan' has no option 'Gold'"),
+])
+def test_an_unknown_field_or_a_wrong_value_is_dead_lettered_naming_the_field(
+        connected, sandbox, fields: dict[str, object], reason: str) -> None:  # noqa: F811
+    sandbox.control("POST", "custom_fields", json={"label": "Seats", "field_type": "WHOLE_NUMBER"})
+    sandbox.control("POST", "custom_fields", json={"label": "Plan", "field_type": "RADIO", "options": ["Free"]})
+    send(connected, signup("u1", "ada@example.com"))
+    drain(connected, handler)
+    send(connected, body("contact.fields", fields={"Plan": "Free", **fields}))
+    drain(connected, handler)
+    [why] = reasons(connected)
+    assert reason in why
+    assert not [r for r in keap_api_calls(sandbox) if r["method"] == "PATCH"]  # nothing written

@@ -36,6 +36,8 @@ class FakeKeap:
         self.goals_achieved: list[tuple[str, str, str]] = []
         self.goal_error: Exception | None = None
         self.notes: list[tuple[str, str, str, str]] = []
+        self.model: list[dict[str, Any]] = []  # retrieveContactModel's custom_fields
+        self.field_values: dict[str, list[dict[str, Any]]] = {}
 
     def add_contact(self, *emails: str, tag_ids: frozenset[str] = frozenset(),
                     given_name: str | None = None) -> Contact:
@@ -109,6 +111,20 @@ class FakeKeap:
             raise KeapRequestRejected("create note: HTTP 404 Contact not found", 404)
         self.notes.append((contact_id, user_id, title, text))
         return str(len(self.notes))
+
+    def contact_model(self) -> Any:
+        self.calls.append("contact_model")
+        return {"custom_fields": list(self.model)}
+
+    def custom_field_values(self, contact_id: str) -> list[dict[str, Any]]:
+        self.calls.append("custom_field_values")
+        if contact_id not in self.contacts:
+            raise KeapRequestRejected("get contact: HTTP 404 Contact not found", 404)
+        return [dict(v) for v in self.field_values.get(contact_id, [])]
+
+    def set_custom_field_values(self, contact_id: str, values: list[dict[str, Any]]) -> None:
+        self.calls.append("set_custom_field_values")
+        self.field_values[contact_id] = [dict(v) for v in values]
 
     def connection_user_id(self) -> str:
         self.calls.append("user_info")

@@ -77,8 +77,17 @@ class ContactNote:
     type: str = "contact.note"
 
 
-Message = SignedUp | ButtonPressed | ContactTag | ContactUntag | ContactGoal | ContactNote
+@dataclass(frozen=True)
+class ContactFields:
+    user_id: str
+    fields: dict[str, Any]  # a custom field's label or API name → its value
+    email: str | None = None
+    type: str = "contact.fields"
+
+
+Message = SignedUp | ButtonPressed | ContactTag | ContactUntag | ContactGoal | ContactNote | ContactFields
 _TYPES: dict[str, type[Message]] = {
+    "contact.fields": ContactFields,
     "contact.goal": ContactGoal,
     "contact.note": ContactNote,
     "user.signed_up": SignedUp,

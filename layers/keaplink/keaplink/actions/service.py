@@ -22,11 +22,11 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
-from keaplink.actions import once
+from keaplink.actions import fields, once
 from keaplink.actions.facts import KeapFacts
-from keaplink.actions.messages import ButtonPressed, ContactGoal, ContactNote, ContactUntag, SignedUp
+from keaplink.actions.messages import ButtonPressed, ContactFields, ContactGoal, ContactNote, ContactUntag, SignedUp
 from keaplink.actions.tag_results import TagResult, classify
-from keaplink.errors import KeapRequestRejected, KeapUnavailable, NotReady, OutcomeUnknown
+from keaplink.errors import InvalidMessage, KeapRequestRejected, KeapUnavailable, NotReady, OutcomeUnknown
 from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
 
 if TYPE_CHECKING:
@@ -128,6 +128,8 @@ class ActionService:
             return self._sign_up(message, keap, stored)
         if isinstance(message, ContactUntag):
             return self._prepare_untag(message, keap, stored)
+        if isinstance(message, ContactFields):
+            return self._set_fields(message, keap, stored)
         if isinstance(message, ContactGoal):
             goal = message
             return self._once(goal, keap, stored, lambda contact_id: self._achieve(goal, contact_id, keap))
@@ -159,6 +161,43 @@ class ActionService:
         contact, _ = self._resolve(email, keap)
         self._remember(stored, contact, email, keap)
         return contact.id, contact.tag_ids, email
+
+    # --- custom fields ----------------------------------------------------------------------------------
+    def _set_fields(self, message: ContactFields, keap: KeapClient, stored: UserRecord | None) -> str:
+        """Resolve every name and check every value first (nothing is written if one is wrong), then read the
+        contact's custom fields, merge, write the whole list back: its other fields stay as they are."""
+        changes = self._field_changes(message.fields, keap)
+        stored = stored or self.users.get(message.user_id)
+        contact_id, _, email = self._contact_of(message.user_id, message.email, stored, keap)
+
+        def write(contact_id: str) -> str:
+            current = keap.custom_field_values(contact_id)
+            merged = fields.merge(current, changes)
+            if merged == current:
+                return "custom fields unchanged"
+            keap.set_custom_field_values(contact_id, merged)
+            return f"{len(changes)} custom field(s) set"
+
+        return self._on_contact(message.user_id, email, contact_id, keap, write)
+
+    def _field_changes(self, values: dict[str, object], keap: KeapClient) -> dict[str, object]:
+        """Field id → content. A name not in the cached model reads the model again, once (the customer adds
+        fields); an unknown or ambiguous name or a wrong value is an :class:`InvalidMessage` naming the field."""
+        model = self.facts.custom_fields(keap)
+        try:
+            if any(fields.find(name, model) is None for name in values):
+                model = self.facts.custom_fields(keap, fresh=True)
+            changes: dict[str, object] = {}
+            for name, value in values.items():
+                found = fields.find(name, model)
+                if found is None:
+                    raise fields.FieldError(f"no custom field named {name!r} in Keap (by label or API name)")
+                if found.id in changes:
+                    raise fields.FieldError(f"custom field {name!r} is named twice in the message")
+                changes[found.id] = fields.content(found, value, name)
+        except fields.FieldError as exc:
+            raise InvalidMessage(f"contact.fields: {exc}") from None
+        return changes
 
     # --- goals and notes: exactly once per event_id ------------------------------------------------------
     def _once(self, message: ContactGoal | ContactNote, keap: KeapClient, stored: UserRecord | None,

@@ -213,6 +213,24 @@ class KeapClient:
         self._call("POST", f"/v2/tags/{quote(tag_id, safe='')}/contacts:removeTags", "remove tag",
                    json={"contact_ids": list(dict.fromkeys(contact_ids))})
 
+    # --- custom fields --------------------------------------------------------------------------------
+    def contact_model(self) -> Any:
+        """``retrieveContactModel``: the contact custom fields' ids, labels, API names, types and options."""
+        return self._call("GET", "/v2/contacts/model", "contact model")
+
+    def custom_field_values(self, contact_id: str) -> list[dict[str, Any]]:
+        """The contact's custom field values (``[{"id", "content"}]``); 404 when the contact is gone."""
+        body = self._call("GET", f"/v2/contacts/{quote(contact_id, safe='')}", "get custom fields",
+                          params={"fields": "id,custom_fields"})
+        values = body.get("custom_fields") if isinstance(body, dict) else None
+        return [dict(v) for v in values or [] if isinstance(v, dict) and v.get("id") is not None]
+
+    def set_custom_field_values(self, contact_id: str, values: list[dict[str, Any]]) -> None:
+        """Write the contact's whole custom field list (``update_mask=custom_fields``: nothing else changes;
+        Keap removes any custom field value not listed, so ``values`` is the merged list)."""
+        self._call("PATCH", f"/v2/contacts/{quote(contact_id, safe='')}", "update custom fields",
+                   json={"custom_fields": values}, params={"update_mask": "custom_fields", "fields": "id"})
+
     # --- goals, notes, the connection's user --------------------------------------------------------
     def achieve_goal(self, contact_id: str, integration: str, call_name: str) -> list[tuple[bool, str]]:
         """``achieveGoal`` by integration and call name: (success, Keap's message) per goal. A 200 does not mean

@@ -54,8 +54,11 @@ def test_other_kinds() -> None:
     yes_no, listbox = CustomField("8", "VIP", "VIP", "YES_NO"), CustomField("9", "Tags", "Tags", "LIST_BOX", ("a", "b"))
     assert content(yes_no, True, "VIP") is True
     assert content(listbox, ["A", "b"], "Tags") == "a,b"
-    with pytest.raises(FieldError):
-        content(CustomField("10", "Price", "Price", "CURRENCY"), "9.99", "Price")
+    price = CustomField("10", "Price", "Price", "CURRENCY")
+    assert content(price, 9.99, "Price") == 9.99
+    for bad in ("9.99", float("inf")):
+        with pytest.raises(FieldError):
+            content(price, bad, "Price")
     assert content(CustomField("11", "Seen", "Seen", "DATE_TIME"), "2026-03-01T10:00:00Z", "Seen")
 
 

@@ -4,6 +4,7 @@ list merged, because Keap replaces the whole list on update (pure)."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Any
@@ -91,8 +92,8 @@ def _scalar(field: CustomField, value: Any, name: str) -> Any:
     elif field.field_type in WHOLE_TYPES:
         if isinstance(value, bool) or not isinstance(value, int):
             raise _wrong(field, value, name, "a whole number")
-    elif isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise _wrong(field, value, name, "a number")
+    elif isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise _wrong(field, value, name, "a (finite) number")
     return value
 
 

@@ -11,8 +11,10 @@ merged or deleted; tags get deleted; the admin may reconnect to another Keap app
   contact. Only a refusal verified as such is raised as ``KeapRequestRejected`` (the batch dead-letters it
   with Keap's words).
 
-Exactly-once effects on an at-least-once queue come from the operations themselves; retries of single Keap
-calls happen in the Keap session; what is raised here the batch sorts into "never" or "later".
+Exactly-once effects on an at-least-once queue come from the operations themselves (a lookup before a create,
+applying or removing a tag twice changes nothing), and for goals and notes, which Keap cannot repeat harmlessly,
+from the application's ``event_id`` claimed per user (``once``); retries of single Keap calls happen in the Keap
+session; what is raised here the batch sorts into "never" or "later".
 """
 
 from __future__ import annotations

@@ -56,13 +56,13 @@ def test_signup_creates_one_contact_and_stores_its_id(connected, sandbox) -> Non
         ("GET", "/crm/rest/v2/contacts"), ("POST", "/crm/rest/v2/contacts")]
 
 
-def test_second_signup_with_same_email_updates(connected, sandbox) -> None:
+def test_second_signup_with_same_email_fills_only_blank_names(connected, sandbox) -> None:
     send(connected, signup("u1", "ada@example.com", given_name="Ada"))
     drain(connected, handler)
-    send(connected, signup("u1", "ADA@example.com", given_name="Augusta"))
+    send(connected, signup("u1", "ADA@example.com", given_name="Augusta", family_name="King"))
     drain(connected, handler)
     [contact] = contacts(sandbox)
-    assert contact["given_name"] == "Augusta"
+    assert (contact["given_name"], contact["family_name"]) == ("Ada", "King")
 
 
 def test_first_press_tags_once_second_press_makes_no_keap_call(connected, sandbox) -> None:

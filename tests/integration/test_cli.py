@@ -210,3 +210,35 @@ def test_a_slow_redrive_sends_each_message_once(queues) -> None:
     assert slow.others_saw_held == []  # nothing the run held was visible to anyone else meanwhile
     assert sorted(all_bodies(queues, queues.queue_url)) == sorted(bodies)
     assert dlq_messages(queues) == []
+
+
+def test_publish_helpers_for_the_further_actions(queues) -> None:
+    from keaplink.client.publish import publish_fields, publish_goal, publish_note, publish_untag
+
+    publish_signup("u1", "ada@example.com", consent="Ticked: send me news")
+    publish_untag("u1", "vip")
+    publish_goal("u1", "myapp", "trial_started", event_id="e1")
+    publish_fields("u1", {"Plan": "Pro", "Seats": 5, "Old": None})
+    publish_note("u1", "Upgraded", "Moved to Pro", event_id="n1")
+    got = received(queues)
+    got += received(queues)
+    assert sorted(m["type"] for m in got) == ["contact.fields", "contact.goal", "contact.note", "contact.untag",
+                                              "user.signed_up"]
+    assert next(m for m in got if m["type"] == "contact.fields")["fields"] == {"Plan": "Pro", "Seats": 5, "Old": None}
+    with pytest.raises(InvalidMessage, match="event_id"):
+        publish_goal("u1", "myapp", "x", event_id="has space")
+
+
+def test_cli_send_the_further_actions(queues, capsys) -> None:
+    assert cli.main(["send", "untag", "--user-id", "u1", "--tag", "vip"]) == 0
+    assert cli.main(["send", "goal", "--user-id", "u1", "--integration", "myapp", "--call-name", "trial",
+                     "--event-id", "e1"]) == 0
+    assert cli.main(["send", "fields", "--user-id", "u1", "--field", "Plan=Pro", "--field", "Seats=5"]) == 0
+    assert cli.main(["send", "note", "--user-id", "u1", "--title", "Upgraded", "--body", "Moved to Pro"]) == 0
+    out = capsys.readouterr().out
+    assert "sent contact.goal for user u1" in out and "event id e1" in out and "event id cli-" in out
+    got = {m["type"]: m for m in received(queues) + received(queues)}
+    assert got["contact.fields"]["fields"] == {"Plan": "Pro", "Seats": 5}
+    assert got["contact.untag"]["tag"] == "vip"
+    with pytest.raises(SystemExit):
+        cli.main(["send", "goal", "--user-id", "u1", "--integration", "myapp"])  # no --call-name

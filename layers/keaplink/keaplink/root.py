@@ -22,6 +22,7 @@ from keaplink.observability import MetricsPort
 
 if TYPE_CHECKING:
     from keaplink.actions.batch import ActionsDeps
+    from keaplink.actions.facts import KeapFacts
     from keaplink.actions.hold import Holding, QueueHold
     from keaplink.actions.hold_store import HoldStore, QuotaLog
     from keaplink.actions.hold_table import HoldItem
@@ -314,6 +315,14 @@ def tag_ids() -> TagIds:
     return TagIds(user_store())
 
 
+@lru_cache(maxsize=1)
+def keap_facts() -> KeapFacts:
+    """Per container: the connection's Keap user (notes), read once per Keap app."""
+    from keaplink.actions.facts import KeapFacts
+
+    return KeapFacts()
+
+
 def keap_session(metrics: MetricsPort | None = None, through: Refresher | None = None,
                  deadline: Deadline | None = None, clock: Clock = time.time, probe: bool = False) -> KeapSession:
     """A session with a fresh credential read (the one token read of an SQS batch), within ``deadline``, paced
@@ -335,7 +344,8 @@ def actions(metrics: MetricsPort, through: Refresher | None = None, clock: Clock
 
     via = through or (refresher(metrics, clock) if not settings().is_api_key_mode else None)
     return ActionsDeps(
-        service=ActionService(users=user_store(), tags=tag_ids(), button_tag=settings().button_tag),
+        service=ActionService(users=user_store(), tags=tag_ids(), button_tag=settings().button_tag, metrics=metrics,
+                              facts=keap_facts(), clock=clock),
         open_session=lambda deadline: keap_session(metrics, via, deadline, clock),
         dead_letters=DeadLetterQueue(lambda: aws_client("sqs"), settings().need("dlq_url")),
         holding=holding(metrics),
@@ -371,5 +381,5 @@ def reset() -> None:
     with _clients_lock:
         _clients.clear()
     for cached in (connection_table, data_table, client_credentials, admin_password, rate_limiter, tag_ids,
-                   hold_table, actions_queue, quota_gauge, quota_log, failure_streak):
+                   hold_table, actions_queue, quota_gauge, quota_log, failure_streak, keap_facts):
         cached.cache_clear()

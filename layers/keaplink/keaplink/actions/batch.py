@@ -31,7 +31,7 @@ from keaplink.actions.messages import Message, parse
 from keaplink.actions.ordering import predecessors
 from keaplink.actions.queue import first_sent_ms, oldest_age_s, requeues
 from keaplink.actions.service import PendingTag
-from keaplink.errors import InvalidMessage, KeapRequestRejected, NotReady, OutOfTime
+from keaplink.errors import InvalidMessage, KeapRequestRejected, NotReady, OutcomeUnknown, OutOfTime
 from keaplink.keap.client import KeapClient
 from keaplink.keap.deadline import Deadline
 from keaplink.observability import MetricsPort, MetricUnit, logger
@@ -184,6 +184,8 @@ class _Run:
             return step()
         except KeapRequestRejected as exc:
             return _dead_letter(self.deps, record.body, record.message_id, f"Keap rejected the request: {exc}")
+        except (InvalidMessage, OutcomeUnknown) as exc:  # found on the way: an e-mail Keap cannot look up exactly,
+            return _dead_letter(self.deps, record.body, record.message_id, str(exc))  # a goal perhaps achieved
         except Exception as exc:
             self.findings.failed(i, exc, should_hold(exc, self.deps.clock()))
             raise

@@ -1,8 +1,12 @@
 """keaplink's command line: publish events, inspect and redrive the DLQ, read the connection status.
 
-    keaplink send signup --user-id u1 --email ada@example.com [--given-name Ada] [--family-name L]
+    keaplink send signup --user-id u1 --email ada@example.com [--given-name Ada] [--family-name L] [--consent …]
     keaplink send press --user-id u1 [--email …]
     keaplink send tag --user-id u1 --tag vip
+    keaplink send untag --user-id u1 --tag vip
+    keaplink send goal --user-id u1 --integration myapp --call-name trial_started [--event-id …]
+    keaplink send fields --user-id u1 --field Plan=Pro --field Seats=5   (values read as JSON when they are)
+    keaplink send note --user-id u1 --title Upgraded --body "Moved to Pro" [--event-id …]
     keaplink dlq list [--max 100]              (control characters shown escaped)
     keaplink dlq redrive (--all | MESSAGE_ID …) (--all: every message, however many)
     keaplink status
@@ -64,11 +68,19 @@ def _send(args: argparse.Namespace, targets: Targets) -> int:
     message: dict[str, Any] = {"user_id": args.user_id}
     if args.kind == "signup":
         message.update(type="user.signed_up", email=args.email, given_name=args.given_name,
-                       family_name=args.family_name)
+                       family_name=args.family_name, consent=args.consent)
     elif args.kind == "press":
         message.update(type="button.pressed", email=args.email)
+    elif args.kind in ("tag", "untag"):
+        message.update(type=f"contact.{args.kind}", tag=args.tag, email=args.email)
+    elif args.kind == "goal":
+        message.update(type="contact.goal", integration=args.integration, call_name=args.call_name,
+                       event_id=args.event_id or _new_event_id(), email=args.email)
+    elif args.kind == "note":
+        message.update(type="contact.note", title=args.title, body=args.body,
+                       event_id=args.event_id or _new_event_id(), email=args.email)
     else:
-        message.update(type="contact.tag", tag=args.tag, email=args.email)
+        message.update(type="contact.fields", fields=dict(_field(f) for f in args.field), email=args.email)
     message = {k: v for k, v in message.items() if v is not None}
     queue = targets.pick(args.queue_url, targets.settings.queue_url, "queue_url", "KEAPLINK_QUEUE_URL")
     try:
@@ -76,8 +88,27 @@ def _send(args: argparse.Namespace, targets: Targets) -> int:
     except InvalidMessage as exc:
         print(f"error: not sent, the message is invalid: {exc}", file=sys.stderr)
         return 2
-    print(f"sent {message['type']} for user {args.user_id} (message id {message_id})")
+    once = f", event id {message['event_id']}" if "event_id" in message else ""
+    print(f"sent {message['type']} for user {args.user_id} (message id {message_id}{once})")
     return 0
+
+
+def _new_event_id() -> str:
+    """A fresh event id: the command sends a new event each time it is run (pass --event-id to repeat one)."""
+    import uuid
+
+    return f"cli-{uuid.uuid4().hex}"
+
+
+def _field(spec: str) -> tuple[str, Any]:
+    """``NAME=VALUE``; the value as JSON when it is JSON (``5``, ``true``, ``null``, ``["a","b"]``), else text."""
+    name, sep, raw = spec.partition("=")
+    if not sep or not name:
+        raise SystemExit(f"error: --field takes NAME=VALUE, not {spec!r}")
+    try:
+        return name, json.loads(raw)
+    except ValueError:
+        return name, raw
 
 
 def _dlq(args: argparse.Namespace, targets: Targets) -> int:
@@ -203,12 +234,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="keaplink", description=(__doc__ or "").split("\n")[0])
     sub = parser.add_subparsers(dest="command", required=True)
     send = sub.add_parser("send", help="publish an application event to the actions queue")
-    send.add_argument("kind", choices=["signup", "press", "tag"])
+    send.add_argument("kind", choices=["signup", "press", "tag", "untag", "goal", "fields", "note"])
     send.add_argument("--user-id", required=True)
     send.add_argument("--email")
     send.add_argument("--given-name")
     send.add_argument("--family-name")
+    send.add_argument("--consent", help="signup: the opt-in reason the person agreed to")
     send.add_argument("--tag")
+    send.add_argument("--integration", help="goal: the API goal's integration name (Keap's campaign builder)")
+    send.add_argument("--call-name", help="goal: the API goal's call name")
+    send.add_argument("--event-id", help="goal, note: yours; the same id is done once (default: a new one)")
+    send.add_argument("--field", action="append", default=[], metavar="NAME=VALUE",
+                      help="fields: a custom field's label or API name and its value (repeatable)")
+    send.add_argument("--title", help="note: its title")
+    send.add_argument("--body", help="note: its text")
     send.add_argument("--queue-url")
     dlq = sub.add_parser("dlq", help="list or redrive dead-lettered messages")
     dlq.add_argument("action", choices=["list", "redrive"])
@@ -228,8 +267,11 @@ def main(argv: list[str] | None = None) -> int:
     resumed = sub.add_parser("resume", help="lift an operator's pause")
     resumed.add_argument("--table", help="the connection table (else KEAPLINK_CONNECTION_TABLE)")
     args = parser.parse_args(argv)
-    if args.command == "send" and args.kind == "tag" and not args.tag:
-        parser.error("send tag needs --tag")
+    needs = {"tag": ["tag"], "untag": ["tag"], "goal": ["integration", "call_name"], "note": ["title", "body"],
+             "fields": ["field"]}
+    for name in needs.get(getattr(args, "kind", ""), []) if args.command == "send" else []:
+        if not getattr(args, name):
+            parser.error(f"send {args.kind} needs --{name.replace('_', '-')}")
     if args.command == "send" and args.kind == "signup" and not args.email:
         parser.error("send signup needs --email")
     if args.command == "dlq" and args.action == "redrive" and not (args.all or args.ids):

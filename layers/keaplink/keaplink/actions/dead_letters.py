@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,53 @@ REASON_ATTRIBUTE = "keaplink-reason"
 SOURCE_ATTRIBUTE = "keaplink-source-message-id"
 NO_REASON = "retries exhausted (no reason recorded)"
 POLL_S = 1  # WaitTimeSeconds of every read: long polling, which asks every server
+MAX_MESSAGE_BYTES = 262_144  # SQS's limit for a message (256 KiB), its attributes included
+
+
+def sqs_size(body: str, attributes: Mapping[str, Mapping[str, Any]]) -> int:
+    """A message's size as SQS counts it against its limit: the body's UTF-8 bytes, and for each attribute
+    its name, its data type and its value (SQS developer guide, "Amazon SQS message attributes": all parts
+    of an attribute count toward the message size)."""
+    size = len(body.encode())
+    for name, value in attributes.items():
+        raw = value.get("BinaryValue")
+        data = raw if isinstance(raw, bytes) else str(value.get("StringValue", "")).encode()
+        size += len(name.encode()) + len(str(value.get("DataType", "")).encode()) + len(data)
+    return size
+
+
+def _cut(text: str, max_bytes: int) -> str:
+    """``text`` in at most ``max_bytes`` UTF-8 bytes, never split inside a character; marked when cut."""
+    raw = text.encode()
+    if len(raw) <= max_bytes:
+        return text
+    return raw[:max(0, max_bytes - 3)].decode(errors="ignore") + "…" if max_bytes >= 4 else ""
+
+
+def fit(body: str, required: dict[str, dict[str, Any]], optional: dict[str, dict[str, Any]],
+        trim: str | None = None, limit: int = MAX_MESSAGE_BYTES) -> dict[str, dict[str, Any]]:
+    """Message attributes for ``body`` that keep the message within ``limit``; the body is never altered.
+
+    The string attribute named ``trim`` is cut to what is left beside the others; where even a cut one
+    does not fit, the others go first: ``optional`` ones, then ``required`` ones, last first. An attribute
+    that cannot keep a value at all is left out (SQS refuses an empty one).
+    """
+    kept = {**required, **optional}
+    others = [name for name in kept if name != trim]  # dropped from the end
+    while True:
+        over = sqs_size(body, kept) - limit
+        if over <= 0 or not kept:
+            return kept
+        if trim in kept and "StringValue" in kept[trim]:
+            value = str(kept[trim]["StringValue"])
+            cut = _cut(value, len(value.encode()) - over)
+            if cut:
+                kept[trim] = {**kept[trim], "StringValue": cut}
+                continue
+        if others:
+            del kept[others.pop()]
+        else:
+            kept.clear()
 
 
 @dataclass(frozen=True)
@@ -83,14 +130,13 @@ class DeadLetterQueue:
         self.url = url
 
     def send(self, body: str, reason: str, message_id: str) -> None:
-        self._sqs().send_message(
-            QueueUrl=self.url,
-            MessageBody=body,
-            MessageAttributes={
-                REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
-                SOURCE_ATTRIBUTE: {"DataType": "String", "StringValue": message_id or "unknown"},
-            },
-        )
+        """Dead-letter ``body`` unchanged, with its reason cut to what fits beside it in SQS's limit."""
+        attributes = fit(body, required={
+            SOURCE_ATTRIBUTE: {"DataType": "String", "StringValue": message_id or "unknown"},
+            REASON_ATTRIBUTE: {"DataType": "String", "StringValue": reason[:1000] or "unknown"},
+        }, optional={}, trim=REASON_ATTRIBUTE)
+        self._sqs().send_message(QueueUrl=self.url, MessageBody=body,
+                                 **({"MessageAttributes": attributes} if attributes else {}))
 
     def _receive(self, count: int, hidden_s: int, wait_s: int = POLL_S) -> list[dict[str, Any]]:
         answer = self._sqs().receive_message(
@@ -155,7 +201,7 @@ class DeadLetterQueue:
     def _move(self, msg: dict[str, Any], queue_url: str) -> None:
         """Send back to the main queue with its attributes, then delete from the DLQ: in that order, so nothing
         is lost."""
-        attributes = _carried(msg)
+        attributes = fit(msg["Body"], required={}, optional=_carried(msg))
         self._sqs().send_message(QueueUrl=queue_url, MessageBody=msg["Body"],
                                  **({"MessageAttributes": attributes} if attributes else {}))
         self._sqs().delete_message(QueueUrl=self.url, ReceiptHandle=msg["ReceiptHandle"])

@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from keaplink.actions.dead_letters import fit
 from keaplink.observability import logger
 
 REQUEUED_FROM = "keaplink-requeued-from"
@@ -55,15 +56,17 @@ class ActionsQueue:
                    if isinstance(v, Mapping) and v.get("stringValue") is not None
                    and k not in (REQUEUES, REQUEUED_FROM)}
         origin = _attr(attributes, REQUEUED_FROM) or message_id
+        # Ours are kept; the carried ones (SQS allows 10 attributes: ours are the other two) are dropped, last
+        # first, where the body is so large that they would not fit beside it.
+        fitting = fit(body, required={
+            REQUEUED_FROM: {"DataType": "String", "StringValue": origin},
+            REQUEUES: {"DataType": "Number", "StringValue": str(count)},
+        }, optional=dict(list(carried.items())[:8]))
         self._sqs().send_message(
             QueueUrl=self._url(),
             MessageBody=body,
             DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)),
-            MessageAttributes={
-                **dict(list(carried.items())[:8]),  # SQS allows 10 attributes: ours are the other two
-                REQUEUED_FROM: {"DataType": "String", "StringValue": origin},
-                REQUEUES: {"DataType": "Number", "StringValue": str(count)},
-            },
+            **({"MessageAttributes": fitting} if fitting else {}),
         )
         return count
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from keaplink.aws import bind_table, make_client
+from keaplink.aws import REFRESH_PATH, bind_table, make_client
 from keaplink.config import Settings, get_settings
 from keaplink.observability import MetricsPort
 
@@ -98,7 +98,8 @@ def _secret(secret_id: str) -> str:
 def connection_table() -> type[ConnectionItem]:
     from keaplink.connection.table import ConnectionItem
 
-    return bind_table(ConnectionItem, settings().need("connection_table"), settings())
+    # The token, its lease and the sign-in lockout: bounded to fit the refresh's save (keaplink.aws).
+    return bind_table(ConnectionItem, settings().need("connection_table"), settings(), REFRESH_PATH)
 
 
 @lru_cache(maxsize=1)

@@ -288,14 +288,15 @@ def test_redrive_all_ends_and_reports_what_failed_again_instead_of_sending_it_ro
     assert sorted(m["Body"] for m in dlq_messages(queues)) == sorted(bodies)  # the new ones wait in the DLQ
 
 
-def test_redrive_keeps_each_message_s_attributes_but_not_its_old_reason(queues, capsys) -> None:
+def test_redrive_keeps_each_message_s_attributes_but_not_its_old_reason_or_requeue_count(queues, capsys) -> None:
     sqs = queues.client("sqs")
     carried = {"trace-id": {"DataType": "String", "StringValue": "abc-123"},
-               "keaplink-requeues": {"DataType": "Number", "StringValue": "2"},
+               "priority": {"DataType": "Number", "StringValue": "2"},
                "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}}
     for body in ("one", "two"):
         sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=body, MessageAttributes={
             **carried, "keaplink-reason": {"DataType": "String", "StringValue": "Keap rejected it"},
+            "keaplink-requeues": {"DataType": "Number", "StringValue": "3"},  # a redrive is a new start
             "keaplink-source-message-id": {"DataType": "String", "StringValue": f"orig-{body}"}})
     listed = DeadLetterList(queues)
     assert cli.main(["dlq", "redrive", listed.id_of("one")]) == 0

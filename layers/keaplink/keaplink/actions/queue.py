@@ -9,7 +9,7 @@ import threading
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from keaplink.actions.dead_letters import fit
+from keaplink.actions.sizes import fit
 from keaplink.observability import logger
 
 REQUEUED_FROM = "keaplink-requeued-from"

@@ -24,6 +24,8 @@ NO_REASON = "retries exhausted (no reason recorded)"
 POLL_S = 1  # WaitTimeSeconds of every read: long polling, which asks every server
 # actions.queue.REQUEUES, named here: importing actions.queue would load Powertools into the CLI
 REQUEUES_ATTRIBUTE = "keaplink-requeues"
+
+
 @dataclass(frozen=True)
 class DeadLetter:
     message_id: str
@@ -186,10 +188,13 @@ class DeadLetterQueue:
         held: dict[str, dict[str, Any]] = {}  # message id -> the message, with its newest receipt handle
         hidden_at = clock()
 
-        def keep_hidden(handles: list[str]) -> None:
+        def still_held(start: int = 0) -> list[str]:
+            return [held[x]["ReceiptHandle"] for x in list(held)[start:]]
+
+        def keep_hidden(start: int = 0) -> None:
             nonlocal hidden_at
             if clock() - hidden_at > hidden_s / 2:
-                self._set_visibility(handles, hidden_s)
+                self._set_visibility(still_held(start), hidden_s)
                 hidden_at = clock()
 
         try:
@@ -199,20 +204,19 @@ class DeadLetterQueue:
                 held.update({m["MessageId"]: m for m in batch})
                 if not fresh:
                     break
-                keep_hidden([m["ReceiptHandle"] for m in held.values()])
+                keep_hidden()
         except Exception:
-            self._set_visibility([m["ReceiptHandle"] for m in held.values()], 0)
+            self._set_visibility(still_held(), 0)
             raise
         snapshot = list(held)
         sent_bodies: set[str] = set()
         moved: list[str] = []
         for i, message_id in enumerate(snapshot):
-            rest = [held[x]["ReceiptHandle"] for x in snapshot[i:]]
             try:
-                keep_hidden(rest)
+                keep_hidden(i)
                 self._move(held[message_id], queue_url)
             except Exception:
-                self._set_visibility(rest, 0)  # not ours any more
+                self._set_visibility(still_held(i), 0)  # not ours any more
                 raise
             sent_bodies.add(body_hash(held[message_id]["Body"]))
             moved.append(message_id)

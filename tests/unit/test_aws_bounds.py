@@ -20,6 +20,7 @@ def env(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
     monkeypatch.setenv("CONNECTION_TABLE", "connections")
+    monkeypatch.delenv("AWS_TIMEOUT_SCALE", raising=False)
     root.reset()
     yield get_settings()
     root.reset()
@@ -76,3 +77,20 @@ def test_a_table_bound_without_bounds_keeps_the_default(env) -> None:
 
     model = bind_table(DataItem, "data", env)
     assert (model.Meta.read_timeout_seconds, model.Meta.max_retry_attempts) == (5.0, 5)
+
+
+def test_the_local_stack_may_scale_the_refresh_path_s_timeouts_and_only_those(env, monkeypatch) -> None:
+    from keaplink import root
+    from keaplink.errors import ConfigError
+
+    monkeypatch.setenv("AWS_TIMEOUT_SCALE", "10")
+    root.reset()
+    settings = get_settings()
+    config = make_client("kms", settings).meta.config
+    assert (config.connect_timeout, config.read_timeout, config.retries["total_max_attempts"]) == (5.0, 10.0, 1)
+    assert make_client("sqs", settings).meta.config.read_timeout == CLIENT_DEFAULT.read_s
+    assert root.connection_table().Meta.read_timeout_seconds == 10.0
+    monkeypatch.setenv("AWS_TIMEOUT_SCALE", "0.5")  # never tighter than AWS's own bounds
+    root.reset()
+    with pytest.raises(ConfigError, match="AWS_TIMEOUT_SCALE"):
+        get_settings()

@@ -27,6 +27,9 @@ class CallBounds:
         backoff = sum(min(2.0 ** (n - 1), 20.0) for n in range(1, self.attempts))
         return self.attempts * (self.connect_s + self.read_s) + backoff
 
+    def scaled(self, factor: float) -> CallBounds:
+        return CallBounds(self.connect_s * factor, self.read_s * factor, self.attempts)
+
 
 # The refresh and save path (KMS, Secrets Manager, the connection table): one save of a refreshed token is
 # three calls (connection.store.SAVE_CALLS) and must fit in the time the deadline keeps for it
@@ -39,8 +42,14 @@ CLIENT_DEFAULT = CallBounds(connect_s=3.0, read_s=10.0, attempts=5)  # as before
 TABLE_DEFAULT = CallBounds(connect_s=3.0, read_s=5.0, attempts=6)  # as before: 5 retries
 
 
-def bounds_for(service: str) -> CallBounds:
-    return REFRESH_PATH if service in REFRESH_PATH_SERVICES else CLIENT_DEFAULT
+def refresh_path(settings: Settings) -> CallBounds:
+    """:data:`REFRESH_PATH`, its timeouts times ``AWS_TIMEOUT_SCALE`` (1 on AWS; the local stack sets more: an
+    emulator on a busy machine answers in seconds what AWS answers in milliseconds)."""
+    return REFRESH_PATH.scaled(settings.aws_timeout_scale)
+
+
+def bounds_for(service: str, settings: Settings) -> CallBounds:
+    return refresh_path(settings) if service in REFRESH_PATH_SERVICES else CLIENT_DEFAULT
 
 
 def make_client(service: str, settings: Settings) -> Any:
@@ -52,7 +61,7 @@ def make_client(service: str, settings: Settings) -> Any:
     import botocore.session
     from botocore.config import Config
 
-    bounds = bounds_for(service)
+    bounds = bounds_for(service, settings)
     config = Config(connect_timeout=bounds.connect_s, read_timeout=bounds.read_s,
                     retries={"mode": "standard", "total_max_attempts": bounds.attempts})
     return botocore.session.get_session().create_client(

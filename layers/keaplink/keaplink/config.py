@@ -91,6 +91,7 @@ class Settings:
     actions_containers: int
     actions_function: str | None  # whose SQS event source is held while Keap cannot serve
     refresh_lease_s: float
+    aws_timeout_scale: float = 1.0  # local only: the refresh path's AWS timeouts times this (keaplink.aws)
 
     @property
     def is_api_key_mode(self) -> bool:
@@ -132,6 +133,7 @@ def get_settings() -> Settings:
         # The admin functions are told the actions function's name; the actions function knows its own.
         actions_function=_text("ACTIONS_FUNCTION") or _text("AWS_LAMBDA_FUNCTION_NAME") or None,
         refresh_lease_s=_number("REFRESH_LEASE_S", DEFAULT_REFRESH_LEASE_S, 30, 1000),
+        aws_timeout_scale=_number("AWS_TIMEOUT_SCALE", 1.0, 1.0, 30.0),
     )
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from keaplink.aws import bind_table, make_client
+from keaplink.aws import bind_table, make_client, refresh_path
 from keaplink.config import Settings, get_settings
 from keaplink.observability import MetricsPort
 
@@ -99,7 +99,8 @@ def _secret(secret_id: str) -> str:
 def connection_table() -> type[ConnectionItem]:
     from keaplink.connection.table import ConnectionItem
 
-    return bind_table(ConnectionItem, settings().need("connection_table"), settings())
+    # The token, its lease and the sign-in lockout: bounded to fit the refresh's save (keaplink.aws).
+    return bind_table(ConnectionItem, settings().need("connection_table"), settings(), refresh_path(settings()))
 
 
 @lru_cache(maxsize=1)

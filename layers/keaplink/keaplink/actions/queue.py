@@ -9,6 +9,7 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from keaplink.actions.sizes import fit
 from keaplink.observability import logger
 
 REQUEUED_FROM = "keaplink-requeued-from"
@@ -57,16 +58,18 @@ class ActionsQueue:
                    if isinstance(v, Mapping) and v.get("stringValue") is not None
                    and k not in (REQUEUES, REQUEUED_FROM, FIRST_SENT)}
         origin = _attr(attributes, REQUEUED_FROM) or message_id
+        # Ours are kept; the carried ones (SQS allows 10 attributes: ours are the other three) are dropped, last
+        # first, where the body is so large that they would not fit beside it.
+        fitting = fit(body, required={
+            REQUEUED_FROM: {"DataType": "String", "StringValue": origin},
+            REQUEUES: {"DataType": "Number", "StringValue": str(count)},
+            **({FIRST_SENT: {"DataType": "Number", "StringValue": str(first_sent_ms)}} if first_sent_ms else {}),
+        }, optional=dict(list(carried.items())[:7]))
         self._sqs().send_message(
             QueueUrl=self._url(),
             MessageBody=body,
             DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)),
-            MessageAttributes={
-                **dict(list(carried.items())[:7]),  # SQS allows 10 attributes: ours are the other three
-                REQUEUED_FROM: {"DataType": "String", "StringValue": origin},
-                REQUEUES: {"DataType": "Number", "StringValue": str(count)},
-                **({FIRST_SENT: {"DataType": "Number", "StringValue": str(first_sent_ms)}} if first_sent_ms else {}),
-            },
+            **({"MessageAttributes": fitting} if fitting else {}),
         )
         return count
 

@@ -8,7 +8,7 @@
     keaplink send fields --user-id u1 --field Plan=Pro --field Seats=5   (values read as JSON when they are)
     keaplink send note --user-id u1 --title Upgraded --body "Moved to Pro" [--event-id …]
     keaplink dlq list [--max 100]              (control characters shown escaped)
-    keaplink dlq redrive (--all | MESSAGE_ID …) (--all: every message, however many)
+    keaplink dlq redrive (--all | MESSAGE_ID …) (--all: every message present at its start, once each)
     keaplink status
     keaplink pause --reason TEXT                 (hold the actions queue until `keaplink resume`)
     keaplink resume
@@ -119,10 +119,15 @@ def _dlq(args: argparse.Namespace, targets: Targets) -> int:
     dlq = DeadLetterQueue(lambda: sqs, targets.pick(args.dlq_url, targets.settings.dlq_url, "dlq_url",
                                                      "KEAPLINK_DLQ_URL"))
     if args.action == "list":
+        visible, in_flight = dlq.counts()  # the queue's own figures; the listing long-polls
         letters = dlq.peek(args.max or 100)
         dlq.release(letters)
-        if not letters:
+        if not letters and not in_flight:
             print("the DLQ is empty")
+        elif len(letters) < visible + in_flight:
+            print(f"showing {len(letters)} of about {visible + in_flight} message(s) "
+                  f"({in_flight} being read by someone else right now)" if in_flight else
+                  f"showing {len(letters)} of about {visible} message(s)")
         for letter in letters:  # bodies and reasons come from outside: control characters are shown escaped
             source = f"  (was {printable(letter.source_message_id)})" if letter.source_message_id else ""
             print(f"{printable(letter.message_id)}{source}  receives={letter.receive_count}  "
@@ -131,8 +136,14 @@ def _dlq(args: argparse.Namespace, targets: Targets) -> int:
         return 0
     queue = targets.pick(args.queue_url, targets.settings.queue_url, "queue_url", "KEAPLINK_QUEUE_URL")
     if args.all:
-        moved = dlq.redrive_all(queue, on_progress=lambda n: print(f"  … {n} sent back so far", flush=True))
-        print(f"{moved} message(s) sent back to the main queue")
+        done = dlq.redrive_all(queue, on_progress=lambda n: print(f"  … {n} sent back so far", flush=True))
+        print(f"{len(done.redriven)} message(s) sent back to the main queue (every one the DLQ held at the start)")
+        if done.failed_again:
+            print(f"{len(done.failed_again)} came back failed again during the run and were left in the DLQ:",
+                  file=sys.stderr)
+            for letter in done.failed_again:
+                print(f"  {printable(letter.message_id)}  reason: {printable(letter.reason, 500)}", file=sys.stderr)
+            return 1
         return 0
     result = dlq.redrive_ids(args.ids, queue)
     for message_id in result.redriven:

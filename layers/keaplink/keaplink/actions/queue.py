@@ -58,13 +58,14 @@ class ActionsQueue:
                    if isinstance(v, Mapping) and v.get("stringValue") is not None
                    and k not in (REQUEUES, REQUEUED_FROM, FIRST_SENT)}
         origin = _attr(attributes, REQUEUED_FROM) or message_id
-        # Ours are kept; the carried ones (SQS allows 10 attributes: ours are the other three) are dropped, last
-        # first, where the body is so large that they would not fit beside it.
-        fitting = fit(body, required={
+        # Ours are kept; the carried ones (SQS allows 10 attributes in all) are dropped, last first, where the body
+        # is so large that they would not fit beside it.
+        ours = {
             REQUEUED_FROM: {"DataType": "String", "StringValue": origin},
             REQUEUES: {"DataType": "Number", "StringValue": str(count)},
             **({FIRST_SENT: {"DataType": "Number", "StringValue": str(first_sent_ms)}} if first_sent_ms else {}),
-        }, optional=dict(list(carried.items())[:7]))
+        }
+        fitting = fit(body, required=ours, optional=dict(list(carried.items())[:10 - len(ours)]))
         self._sqs().send_message(
             QueueUrl=self._url(),
             MessageBody=body,

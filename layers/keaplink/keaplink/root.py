@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from keaplink.admin.lockout import FailedSignIns
     from keaplink.admin.routes import StatusSources
     from keaplink.connection.credentials import ClientCredentials
+    from keaplink.connection.crypto import RememberingCipher
     from keaplink.connection.oauth import OAuthClient
     from keaplink.connection.pair import TokenImporter
     from keaplink.connection.refresh import Refresher, RefreshTimings
@@ -120,11 +121,18 @@ def client_credentials() -> ClientCredentials:
 
 
 def token_store(connection_id: str | None = None) -> TokenStore:
-    from keaplink.connection.crypto import KmsCipher
     from keaplink.connection.store import TokenStore
 
-    cipher = KmsCipher(lambda: aws_client("kms"), lambda: settings().need("token_kms_key_id"))
-    return TokenStore(connection_id or settings().connection_id, connection_table, cipher)
+    return TokenStore(connection_id or settings().connection_id, connection_table, token_cipher())
+
+
+@lru_cache(maxsize=1)
+def token_cipher() -> RememberingCipher:
+    """Per container: KMS, remembering what it decrypted (a batch's token read costs no KMS call when the token
+    has not changed since the last one)."""
+    from keaplink.connection.crypto import KmsCipher, RememberingCipher
+
+    return RememberingCipher(KmsCipher(lambda: aws_client("kms"), lambda: settings().need("token_kms_key_id")))
 
 
 def state_store() -> StateStore:
@@ -382,5 +390,6 @@ def reset() -> None:
     with _clients_lock:
         _clients.clear()
     for cached in (connection_table, data_table, client_credentials, admin_password, rate_limiter, tag_ids,
-                   hold_table, actions_queue, quota_gauge, quota_log, failure_streak, keap_facts):
+                   hold_table, actions_queue, quota_gauge, quota_log, failure_streak, keap_facts,
+                   token_cipher):
         cached.cache_clear()

@@ -237,7 +237,7 @@ class KeapClient:
         a goal fired: ``success`` is false when no published campaign listens."""
         if not contact_id.isdigit():
             raise KeapRequestRejected(f"achieve goal: contact id {contact_id!r} is not numeric", 400)
-        body = self._call("POST", "/v2/automations/goals/achieve", "achieve goal",
+        body = self._call("POST", "/v2/automations/goals/achieve", "achieve goal", repeatable=False,
                           json={"contact_id": int(contact_id), "integration": integration, "call_name": call_name})
         results = body.get("results") if isinstance(body, dict) else None
         return [(r.get("success") is True, str(r.get("message") or "")) for r in results or []
@@ -246,7 +246,7 @@ class KeapClient:
     def create_note(self, contact_id: str, user_id: str, title: str, text: str) -> str:
         """``createNote`` on the contact, as the Keap user ``user_id``; the note's id."""
         body = self._call("POST", f"/v2/contacts/{quote(contact_id, safe='')}/notes", "create note",
-                          json={"user_id": user_id, "title": title, "text": text})
+                          repeatable=False, json={"user_id": user_id, "title": title, "text": text})
         return str(body.get("id", "")) if isinstance(body, dict) else ""
 
     def connection_user_id(self) -> str:

@@ -145,11 +145,8 @@ class Holding:
         return True
 
     def _note_mapping(self, mapping: str, now: float) -> None:
-        note = getattr(self.store, "record_mapping", None)
-        if note is None:
-            return
         try:
-            note(mapping, now)
+            self.store.record_mapping(mapping, now)
         except Exception as exc:  # noqa: BLE001 - a figure for the status page
             logger.warning("could not record the mapping's state", extra={"error_type": type(exc).__name__})
 

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from keaplink.actions.hold_policy import Hold, HoldReason, stronger
+from keaplink.aws import conditional_failed
 from keaplink.keap.quota import pace
 from keaplink.observability import logger
 
@@ -76,11 +77,6 @@ class QuotaStatus:
 
 def _num(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def conditional_failed(exc: Exception) -> bool:
-    """A pynamodb write refused because its condition did not hold (as opposed to any other failure)."""
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 class HoldStore:

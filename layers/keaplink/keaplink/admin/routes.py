@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from keaplink.admin.request import STATE_COOKIE
+from keaplink.admin.request import state_cookie
 from keaplink.connection.decision import next_refresh_at
 from keaplink.connection.oauth import authorize_url
 from keaplink.connection.states import STATE_LIFETIME_S
@@ -148,11 +148,8 @@ def start_connect(
     secure_cookie: bool,
 ) -> ConnectStart:
     state = states.issue(admin, now)
-    cookie = (
-        f"{STATE_COOKIE}={state}; Max-Age={STATE_LIFETIME_S}; Path=/; HttpOnly; SameSite=Lax"
-        + ("; Secure" if secure_cookie else "")
-    )
-    return ConnectStart(location=authorize_url(keap_authorize_url, client_id, callback_url, state), cookie=cookie)
+    return ConnectStart(location=authorize_url(keap_authorize_url, client_id, callback_url, state),
+                        cookie=state_cookie(state, secure_cookie, STATE_LIFETIME_S))
 
 
 def complete_connect(

@@ -1,6 +1,7 @@
 # keaplink — one entry point. Every target installs what it needs on a fresh machine.
 #   make demo      the whole system locally (local AWS + Keap sandbox), no accounts needed
 #   make test      everything CI checks (lint, types, template, build, all tests)
+#   make unit      the pure unit tests, seconds; make test-fast: unit + integration on every core, minutes
 #   make invoke FUNCTION=RefreshFunction EVENT=events/refresh.json   (against the running demo)
 SHELL := /bin/bash
 # The Python version is named once, as template.yaml's `Runtime: &runtime pythonN.N`; devtools/runtime-python
@@ -14,8 +15,12 @@ export PYTHONPATH := $(CURDIR)/layers/keaplink:$(CURDIR)/sandbox:$(CURDIR)/devto
 export SAM_CLI_TELEMETRY := 0
 export AWS_EC2_METADATA_DISABLED := true
 PYTEST_ARGS ?=
+# The IaC scanner, in its own venv (it pins its own dependencies), made with the runtime's Python like the emulator's.
+CHECKOV_VERSION := 3.3.30
+CHECKOV_VENV := .tools/checkov
+CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)-py$(PYTHON_VERSION)
 
-.PHONY: help venv lint typecheck template build test test-fast e2e-deps browser ministack demo invoke \
+.PHONY: help venv lint typecheck template checkov build test unit test-fast e2e-deps browser ministack demo invoke \
         docker lambda-image sam-invoke sam-api sandbox soak bench deploy clean
 
 help:
@@ -38,9 +43,22 @@ lint: venv ## ruff + mypy
 	@echo "==> ruff"; $(VENV)/bin/ruff check .
 	@echo "==> mypy"; $(VENV)/bin/mypy layers/keaplink/keaplink functions sandbox/keap_sandbox devtools/keaplink_dev
 
-template: venv ## cfn-lint and sam validate --lint
+template: venv checkov ## cfn-lint, sam validate --lint and checkov
 	@echo "==> cfn-lint"; $(VENV)/bin/cfn-lint template.yaml
 	@echo "==> sam validate --lint"; $(VENV)/bin/sam validate --lint
+
+$(CHECKOV_STAMP):
+	@test -n "$(PYTHON)" || exit 1 # devtools/runtime-python said why
+	@echo "==> installing checkov $(CHECKOV_VERSION) in $(CHECKOV_VENV) (first time takes about a minute)"
+	@rm -rf $(CHECKOV_VENV) && $(PYTHON) -m venv $(CHECKOV_VENV)
+	@$(CHECKOV_VENV)/bin/pip install --quiet --disable-pip-version-check checkov==$(CHECKOV_VERSION)
+	@touch $@
+
+# Quiet on success; any failed check fails. A finding is fixed, or skipped in the resource's Metadata (checkov: skip:
+# id, comment) with the reason - tests/unit/test_template.py makes sure every skip has one.
+checkov: $(CHECKOV_STAMP) ## IaC scan of template.yaml (checkov in .tools/checkov): 0 failed, every skip with a reason
+	@echo "==> checkov"; out=$$($(CHECKOV_VENV)/bin/checkov --file template.yaml --framework cloudformation \
+		--skip-download --compact --quiet 2>&1) || { echo "$$out"; exit 1; }
 
 build: venv ## sam build (no Docker needed)
 	@echo "==> sam build"; $(VENV)/bin/sam build 2>&1 | grep -E "Build Succeeded|Error|error" ; test $${PIPESTATUS[0]} -eq 0
@@ -63,10 +81,13 @@ lambda-image: venv docker ## the image sam local runs functions in: AWS's if it 
 e2e-deps: ministack browser build docker lambda-image
 
 test: lint template e2e-deps ## everything CI checks: lint, types, template, build, unit/integration/e2e tests
-	@echo "==> pytest"; $(PY) -m pytest tests $(PYTEST_ARGS)
+	@echo "==> pytest"; $(PY) -m pytest tests --durations=15 $(PYTEST_ARGS)
 
-test-fast: venv ## unit + integration tests only (no local stack, no browser)
-	$(PY) -m pytest tests -m "not e2e" $(PYTEST_ARGS)
+unit: venv ## the pure unit tests (no servers, no network): seconds; run on every change
+	@$(PY) -m pytest tests/unit -q --durations=5 $(PYTEST_ARGS)
+
+test-fast: venv ## unit, sandbox, devtools and integration tests on every core; no soak, bench, e2e, Docker: minutes
+	@$(PY) -m pytest tests -m "not e2e and not slow and not docker" -n auto -q --durations=10 $(PYTEST_ARGS)
 
 demo: venv ## run the whole system locally; Ctrl-C stops it (installs the emulator and builds on its own)
 	@$(PY) -m keaplink_dev.stack

@@ -85,6 +85,11 @@ def press(user: str, email: str | None = None) -> str:
     return json.dumps(body)
 
 
+def action(kind: str, user: str, **fields: Any) -> str:
+    """One of the further actions (contact.untag, .goal, .note, .fields) for a user who signed up."""
+    return json.dumps({"type": kind, "user_id": user, **fields})
+
+
 def people(prefix: str, count: int) -> list[tuple[str, str]]:
     return [(f"{prefix}-{i:05d}", f"{prefix}-{i:05d}@bench.example.com") for i in range(count)]
 
@@ -614,6 +619,16 @@ class Bench:
         repeat = phase([press(u) for u, _ in users])
         known_signups = phase([signup(u, e) for u, e in known])
         known_first = phase([press(u) for u, _ in known])
+        # The further actions, each kind as one batch of the users who pressed (their tag is applied).
+        self.sandbox.control.publish_goal("bench", "trial_started")
+        self.sandbox.control.create_custom_field("Plan", "TEXT")
+        pressed = [u for u, _ in users[1:]]
+        untags = phase([action("contact.untag", u, tag="buttonpushed") for u in pressed])
+        goal = {"integration": "bench", "call_name": "trial_started", "event_id": "g1"}
+        goals = phase([action("contact.goal", u, **goal) for u in pressed])
+        goals_again = phase([action("contact.goal", u, **goal) for u in pressed])  # redelivered: done already
+        notes = phase([action("contact.note", u, title="Bench", body="A note", event_id="n1") for u in pressed])
+        fields = phase([action("contact.fields", u, fields={"Plan": "Pro"}) for u in pressed])
         self.results["counts"] = {
             "signup_calls_per_event": len(signups) / len(users),
             "known_signup_calls_per_event": len(known_signups) / n,
@@ -625,7 +640,12 @@ class Bench:
             "token_reads_per_batch_max": max(per_batch),
             "token_reads_per_batch_mean": statistics.mean(per_batch),
             "batches": len(per_batch),
-            "events": 2 * len(users) + n + 1 + 2 * n,
+            "untag_batch_calls": len(untags),  # one removeTags for the batch
+            "goal_calls_per_event": len(goals) / n,
+            "repeat_goal_calls_per_event": len(goals_again) / n,
+            "note_calls_per_event": len(notes) / n,  # createNote, plus getUserInfo once per container
+            "fields_calls_per_event": len(fields) / n,  # get + update, plus the contact model once per container
+            "events": 2 * len(users) + n + 1 + 2 * n + 5 * n,
         }
 
     # --- 2. to 4. the event source's scenarios ---------------------------------------------------------
@@ -900,6 +920,17 @@ def _count_rows(c: dict[str, Any], runs: tuple[dict[str, Any], ...], row: Row) -
     row("Keap calls / repeat button.pressed", f"{c['repeat_press_calls_per_event']:.2f}", "0",
         c["repeat_press_calls_per_event"] == 0)
     row("Keap calls / first press, tag never seen", str(c["cold_tag_first_press_calls"]), "(info)", None)
+    if "untag_batch_calls" in c:
+        n = c["first_press_batch"]
+        row(f"Keap calls / {n} contact.untag in one batch", str(c["untag_batch_calls"]), "1",
+            c["untag_batch_calls"] == 1)
+        row("Keap calls / contact.goal", f"{c['goal_calls_per_event']:.2f}", "1", c["goal_calls_per_event"] == 1)
+        row("Keap calls / contact.goal redelivered (same event_id)", f"{c['repeat_goal_calls_per_event']:.2f}", "0",
+            c["repeat_goal_calls_per_event"] == 0)
+        row("Keap calls / contact.note (+ getUserInfo once)", f"{c['note_calls_per_event']:.2f}",
+            f"<= {1 + 1 / n:.2f}", c["note_calls_per_event"] <= 1 + 1 / n)
+        row("Keap calls / contact.fields (+ the model once)", f"{c['fields_calls_per_event']:.2f}",
+            f"<= {2 + 1 / n:.2f}", c["fields_calls_per_event"] <= 2 + 1 / n)
     reads = max(c["token_reads_per_batch_max"], *(x["token_reads_per_batch_max"] for x in runs))
     row("token-store reads / SQS batch (max)", str(reads), "<= 1", reads <= 1)
 

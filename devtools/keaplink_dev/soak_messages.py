@@ -13,8 +13,13 @@ a 2-minute Retry-After); a token-endpoint and REST outage across a refresh; an h
 serving). Meanwhile the application publishes signups, presses (some before their signup) and tags, and a few
 poison bodies.
 
-Figures: valid messages dead-lettered or lost (target 0), poison dead-lettered with a reason, holds by reason and
-the longest, calls Keap refused while the queue was held (the batch in flight plus the probes), probes, the
+AWS's control plane as it behaves (:mod:`keaplink_dev.aws_faults`, a proxy in front of moto that every AWS call
+goes through): mapping changes that take one to two ticks and refuse updates meanwhile, throttled Lambda calls,
+short polls that answer nothing now and then.
+
+Figures: messages lost, messages dead-lettered without a reason, the longest time the queue was paused without a
+hold record (each target 0), valid messages dead-lettered (target 0), poison dead-lettered with a reason, holds by
+reason and the longest, calls Keap refused while the queue was held (the batch in flight plus the probes), probes, the
 highest receive count any message reached, records re-sent on their last receive.
 """
 
@@ -81,6 +86,10 @@ class MessageSoakConfig:
     context_ms: int = 30_000  # the actions function's timeout
     refresh_context_ms: int = 120_000
     events: tuple[Event, ...] = EVENTS
+    control_plane_faults: bool = True
+    transition_s: tuple[float, float] = (60.0, 540.0)  # how long a mapping change takes (simulated), per change
+    throttle_rate: float = 0.05  # share of Lambda control-plane calls answered TooManyRequestsException
+    empty_short_poll_rate: float = 0.1
 
 
 @dataclass
@@ -112,6 +121,10 @@ class MessageSoakReport:
     max_receive_count: int = 0
     requeued: int = 0
     refreshes_at_keap: int = 0
+    dead_lettered_without_reason: int = 0
+    paused_without_hold_s: float = 0.0  # longest span the mapping was not Enabled while no HOLD# existed
+    paused_without_hold_total_s: float = 0.0
+    control_plane: dict[str, int] = field(default_factory=dict)  # faults injected, by kind
     final_status: str = ""
     bugs: list[str] = field(default_factory=list)
 
@@ -127,6 +140,8 @@ class MessageSoakReport:
             "poison messages published": self.published_poison,
             "valid messages dead-lettered": self.valid_dead_lettered,
             "valid messages lost (effect missing)": self.effects_missing,
+            "messages dead-lettered without a reason": self.dead_lettered_without_reason,
+            "longest paused without a hold record (s)": round(self.paused_without_hold_s),
             "poison dead-lettered, with a reason": f"{self.poison_with_reason} of {self.published_poison}",
             "left in the queue at the end": self.left_in_queue,
             "holds": self.holds,
@@ -146,6 +161,8 @@ class MessageSoakReport:
         out += [f"    {k:<44} {v!s:>14}" for k, v in rows.items()]
         out.append("  hold reasons (a hold's reason changes as the probes meet Keap)")
         out += [f"    {k:<44} {v:>14}" for k, v in sorted(self.hold_reasons.items())] or ["    (none)"]
+        out.append("  AWS control-plane faults injected")
+        out += [f"    {k:<44} {v:>14}" for k, v in sorted(self.control_plane.items())] or ["    (none)"]
         out.append("  Keap REST answers refused (all)")
         out += [f"    {k:<44} {v:>14}" for k, v in sorted(self.keap_refused.items())] or ["    (none)"]
         out += [line, "bugs: none" if not self.bugs else "bugs:", *[f"  - {b}" for b in self.bugs], line]
@@ -198,6 +215,8 @@ class MessageSoak:
         self.hold_spans: list[tuple[float, float]] = []  # (start, end) in keaplink/sandbox time
         self.metrics = CountingMetrics()
         self.last_reason: str | None = None
+        self.faults: Any = None  # keaplink_dev.aws_faults.Faults, when control-plane faults are on
+        self.unheld_pause_since: float | None = None
 
     # -- setup ----------------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -218,10 +237,31 @@ class MessageSoak:
         root.token_store().store_authorized(Token.from_keap(body, now), now)
         requests.delete(f"{self.url}/_sandbox/requests", timeout=10).raise_for_status()
 
-    def mapping_enabled(self) -> bool:
+    def mapping_state(self) -> str:
         lam = self.aws.client("lambda")
-        mappings = lam.list_event_source_mappings(FunctionName=self.function)["EventSourceMappings"]
-        return str(mappings[0]["State"]) in ("Enabled", "Enabling")
+        for _ in range(5):  # the played event source is throttled too; Lambda's poller just tries again
+            try:
+                mappings = lam.list_event_source_mappings(FunctionName=self.function)["EventSourceMappings"]
+                return str(mappings[0]["State"])
+            except Exception:  # noqa: BLE001, S112 - TooManyRequestsException beyond botocore's retries
+                continue
+        return "Unknown"
+
+    def mapping_enabled(self) -> bool:
+        return self.mapping_state() == "Enabled"  # Lambda polls once the change is done, not while Enabling
+
+    def watch_mapping(self) -> None:
+        """The queue paused (the mapping not Enabled) while no HOLD# record says why: the span, in simulated s."""
+        now = self.sim.now()
+        unheld = root.hold_store().load() is None and self.mapping_state() not in ("Enabled", "Unknown")
+        if unheld and self.unheld_pause_since is None:
+            self.unheld_pause_since = now
+        if not unheld and self.unheld_pause_since is not None:
+            span = now - self.unheld_pause_since
+            self.report.paused_without_hold_total_s += span
+            self.report.paused_without_hold_s = max(self.report.paused_without_hold_s, span)
+            self.unheld_pause_since = None
+            self.report.bugs.append(f"the queue was paused without a hold record for {span:.0f} s")
 
     # -- Keap's day ------------------------------------------------------------------------------------------
     def active(self, hour_of_day: float) -> set[str]:
@@ -396,9 +436,12 @@ class MessageSoak:
             self.sim.advance(cfg.tick_s)
             if tick % round(HOUR / cfg.tick_s) == 0:
                 self.hourly_refresh()
+            if self.faults is not None:
+                self.faults.transition_s = self.rng.uniform(*cfg.transition_s)
             self.check()
             self.batches()
             self.watch_hold()
+            self.watch_mapping()
             self.report.ticks += 1
         self.apply_keap(set(), active)
         self.drain()
@@ -413,6 +456,7 @@ class MessageSoak:
             self.check()
             self.batches()
             self.watch_hold()
+            self.watch_mapping()
             if self.waiting() == 0 and root.hold_store().load() is None:
                 time.sleep(1.2)  # records returned in the last batch come back after moto's 1 s visibility
                 self.batches()
@@ -449,6 +493,9 @@ class MessageSoak:
                 valid = True
             except InvalidMessage:
                 valid = False
+            if not reason:
+                rep.dead_lettered_without_reason += 1
+                rep.bugs.append(f"dead-lettered without a reason: {body[:80]}")
             if valid:
                 rep.valid_dead_lettered += 1
                 rep.bugs.append(f"valid message dead-lettered ({reason or 'no reason'}): {body[:80]}")
@@ -473,6 +520,8 @@ class MessageSoak:
         rep.refused_before_hold = sum(rep.keap_refused.values()) - rep.refused_while_held
         rep.requeued = self.metrics.counts["MessagesRequeued"]
         rep.final_status = root.token_store().load().status.value
+        if self.faults is not None:
+            rep.control_plane = dict(self.faults.counts)
 
     def _dlq(self) -> list[dict[str, Any]]:
         out: list[dict[str, Any]] = []
@@ -518,4 +567,24 @@ def run_message_soak(days: float = 3.0, seed: int = 1, *, sandbox_url: str | Non
         url = sandbox_url if sandbox_url is not None else stack.enter_context(local_stack())
         stack.enter_context(quiet_keaplink())
         stack.enter_context(_restore("ACTIONS_FUNCTION"))
-        return MessageSoak(cfg, url, _resources_from_environment()).run()
+        stack.enter_context(_restore("AWS_ENDPOINT_URL"))
+        aws = _resources_from_environment()
+        faults = None
+        if cfg.control_plane_faults:
+            from dataclasses import replace
+
+            from keaplink_dev.aws_faults import FaultProxy, Faults
+
+            sim_clock: list[Any] = []
+            faults = Faults(throttle_rate=cfg.throttle_rate, empty_short_poll_rate=cfg.empty_short_poll_rate,
+                            seed=cfg.seed, clock=lambda: sim_clock[0]())
+            proxy = FaultProxy(aws.endpoint, faults).start()
+            stack.callback(proxy.stop)
+            os.environ["AWS_ENDPOINT_URL"] = proxy.endpoint  # every AWS call of keaplink's goes through it
+            root.reset()
+            aws = replace(aws, endpoint=proxy.endpoint)
+        soak = MessageSoak(cfg, url, aws)
+        if faults is not None:
+            sim_clock.append(soak.sim.now)
+            soak.faults = faults
+        return soak.run()

@@ -8,7 +8,10 @@ Routes
   ``POST|GET /v2/contacts`` (createContact with ``duplicate_option``, listContacts),
   ``GET|PATCH|DELETE /v2/contacts/{id}``, ``POST /v2/contacts:merge``, ``GET|POST /v2/tags``,
   ``GET|DELETE /v2/tags/{id}``, ``POST /v2/tags/{id}/contacts:applyTags`` and ``:removeTags``,
-  ``GET /v2/oauth/connect/userinfo`` (getUserInfo).
+  ``GET /v2/oauth/connect/userinfo`` (getUserInfo), ``GET|PATCH /v2/emailAddresses/{email}/status``
+  (getEmailAddressStatus, updateEmailAddressOptStatus), ``POST /v2/automations/goals/achieve``
+  (achieveGoal), ``POST /v2/contacts/{id}/notes`` (createNote), ``GET /v2/contacts/model``
+  (retrieveContactModel): see ``engagement.py`` for what they model and the choices made.
 * ``/_sandbox/...`` - the control API (no auth, no latency, no faults, not logged, not validated).
 
 What the REST part models is what Keap's v2 contract (``spec/keap-openapi-v2.yml``) documents: the
@@ -48,6 +51,8 @@ Where the contract is silent, the answer is a setting (``POST /_sandbox/config``
   validated) or in v2's ``Error`` shape (validated; the spec lists 429/502-504 nowhere, so those are
   checked against ``Error`` alone).
 * ``send_retry_after``: true - ``Retry-After`` on 429.
+* ``opt_in_refused``: ``unchanged_200`` | ``bad_request_400`` - ``updateEmailAddressOptStatus`` for an
+  address in a state Keap does not lift (``LIST_UNSUBSCRIBE``, ``SPAM``, …).
 
 Other choices:
 
@@ -512,7 +517,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         resp.headers.update(result.headers)
         return resp
 
-    def _rest_route(self, method: str, sub: str, query: str, body: bytes) -> Response:
+    def _rest_route(self, method: str, sub: str, query: str, body: bytes) -> Response:  # noqa: PLR0912
         segments = [unquote(s) for s in sub.strip("/").split("/")] if sub.strip("/") else []
         params = all_values(query)
         state = self.state
@@ -533,6 +538,17 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
                 "GET": lambda: state.list_contacts(params),
                 "POST": lambda: state.upsert_contact(data(), params),
             }
+        elif segments[1:] == ["contacts", "model"]:
+            routes = {"GET": state.contact_model}
+        elif len(segments) == 4 and segments[1] == "contacts" and segments[3] == "notes":
+            note_cid = segments[2]
+            routes = {"POST": lambda: state.create_note(note_cid, data())}
+        elif len(segments) == 4 and segments[1] == "emailAddresses" and segments[3] == "status":
+            address = segments[2]
+            routes = {"GET": lambda: state.get_email_status(address),
+                      "PATCH": lambda: state.update_email_status(address, data())}
+        elif segments[1:] == ["automations", "goals", "achieve"]:
+            routes = {"POST": lambda: state.achieve_goal(data())}
         elif segments[1:] == ["contacts:merge"]:
             routes = {"POST": lambda: state.merge_contacts(data(), params)}
         elif len(segments) == 3 and segments[1] == "contacts":
@@ -559,7 +575,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         return outcome_response(routes[method]())
 
     # ------------------------------------------------------------------ control API
-    def _control(self, method: str, path: str, query: str, body: bytes) -> Response:  # noqa: PLR0912
+    def _control(self, method: str, path: str, query: str, body: bytes) -> Response:  # noqa: PLR0912, PLR0915
         sub = path[len(CONTROL_PREFIX) :].strip("/")
         parts = [unquote(p) for p in sub.split("/")] if sub else []
         data: Any = {}
@@ -624,6 +640,15 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             if sub == "quota" and method == "POST":
                 used, key = data.get("used"), data.get("key")
                 return json_response(200, state.spend_quota(str(data.get("limit", "")), used, key))
+            if sub == "email_status" and method == "POST":
+                return json_response(200, state.control_email_status(data))
+            if sub == "goals" and method == "POST":
+                return json_response(201, state.control_publish_goal(data))
+            if sub == "goals" and method == "DELETE":
+                state.control_unpublish_goal(data)
+                return json_response(200, {"ok": True})
+            if sub == "custom_fields" and method == "POST":
+                return json_response(201, state.control_custom_field(data))
             if parts[:1] in (["contacts"], ["tags"]):
                 return self._control_crm(method, path, parts, data)
         except ConfigError as exc:

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from keap_sandbox import contract, crm
+from keap_sandbox import contract, crm, engagement
 from keap_sandbox.clock import SandboxClock
 from keap_sandbox.crm import CONTACT_FIELDS, FILTER_SPLIT_MODES, MAX_PAGE_SIZE, InvalidInput
 from keap_sandbox.throttle import DEFAULT_LIMITS, Throttle, ThrottleResult
@@ -34,6 +34,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "tag_name_too_long": ("truncate", "reject_400"),
     "filter_value_split": FILTER_SPLIT_MODES,
     "last_page_token": ("empty", "absent"),
+    "opt_in_refused": ("unchanged_200", "bad_request_400"),
 }
 #: ``apply_tags_missing_contact`` values that fail the whole call instead of reporting per contact.
 APPLY_TAGS_WHOLE_CALL = {"http_404": 404, "http_400": 400}
@@ -75,6 +76,7 @@ class SandboxConfig:
     last_page_token: str = "empty"
     default_page_size: int = MAX_PAGE_SIZE
     contact_default_fields: list[str] | None = None
+    opt_in_refused: str = "unchanged_200"
 
     MUTABLE = (
         "expires_in",
@@ -99,6 +101,7 @@ class SandboxConfig:
         "last_page_token",
         "default_page_size",
         "contact_default_fields",
+        "opt_in_refused",
     )
 
     def to_json(self) -> JSON:
@@ -356,6 +359,11 @@ class SandboxState:
         self.next_fault_id = 1
         self.request_log: list[JSON] = []
         self.violations: list[JSON] = []
+        self.email_status: dict[str, JSON] = {}  # casefolded address -> {email, status, create_time}
+        self.custom_fields: dict[str, JSON] = {}  # id -> CustomFieldMetaData
+        self.goals: dict[tuple[str, str], JSON] = {}  # (integration, call_name) -> published goal
+        self.goals_achieved: list[JSON] = []
+        self.notes: list[JSON] = []
         self.throttle.reset()
 
     def reset(self) -> None:
@@ -384,6 +392,11 @@ class SandboxState:
                     "code_exchanges": self.code_exchanges,
                 },
                 "contract": {"validating": self.config.validate_contract, "violations": len(self.violations)},
+                "email_status": {k: dict(v) for k, v in self.email_status.items()},
+                "custom_fields": [dict(f) for f in self.custom_fields.values()],
+                "goals": [dict(g) for g in self.goals.values()],
+                "goals_achieved": [dict(g) for g in self.goals_achieved],
+                "notes": [dict(n) for n in self.notes],
             }
 
     def get_config(self) -> JSON:
@@ -703,7 +716,10 @@ class SandboxState:
                 return Outcome(200, crm.project(existing, fields))
             if not crm.has_reachable_data({k: v for k, v in clean.items() if v is not None}):
                 raise InvalidInput("A contact needs at least one email address, phone number or address")
-            return Outcome(201, crm.project(self._new_contact(clean), fields))
+            self._check_custom_fields(clean)
+            created = self._new_contact(clean)
+            self._statuses_on_create(created)
+            return Outcome(201, crm.project(created, fields))
 
     def update_contact(self, contact_id: str, body: Any, query: Query) -> Outcome:
         """``updateContact`` (PATCH): without ``update_mask`` every property sent is updated (lists
@@ -719,6 +735,7 @@ class SandboxState:
             clean = crm.clean_contact_request(body, now)
             if mask is not None:
                 clean = {k: clean.get(k) for k in mask if k in WRITABLE_CONTACT_FIELDS}
+            self._check_custom_fields(clean)
             crm.apply_changes(contact, clean)
             contact["update_time"] = now
             return Outcome(200, crm.project(contact, fields))
@@ -901,6 +918,124 @@ class SandboxState:
                     contact["update_time"] = self._now_iso()
             return Outcome(204, None)
 
+    # ------------------------------------------------------------------ e-mail status, goals, notes, model (REST)
+    def _statuses_on_create(self, contact: JSON) -> None:
+        now = self._now_iso()
+        for item in contact.get("email_addresses") or []:
+            key = str(item["email"]).casefold()
+            known = self.email_status.get(key)
+            status = engagement.status_after_create(known["status"] if known else None, item.get("opt_in_reason"))
+            self.email_status[key] = {"email": item["email"], "status": status,
+                                      "create_time": known["create_time"] if known else now}
+
+    def _check_custom_fields(self, clean: JSON) -> None:
+        unknown = [f["id"] for f in clean.get("custom_fields") or [] if f["id"] not in self.custom_fields]
+        if unknown:
+            raise InvalidInput(f"Invalid custom field id: {', '.join(unknown)}")
+
+    @staticmethod
+    def _status_answer(record: JSON) -> JSON:
+        return {"email": record["email"], "opted_in": record["status"] in engagement.MARKETABLE,
+                "status": record["status"], "create_time": record["create_time"]}
+
+    def get_email_status(self, email: str) -> Outcome:
+        """``getEmailAddressStatus``."""
+        with self.lock:
+            record = self.email_status.get(email.casefold())
+            if record is None:
+                return v2_error(404, "Email address not found", "NOT_FOUND")
+            return Outcome(200, self._status_answer(record))
+
+    def update_email_status(self, email: str, body: Any) -> Outcome:
+        """``updateEmailAddressOptStatus``: see :mod:`keap_sandbox.engagement`."""
+        opted_in, _reason = engagement.clean_opt_status_request(body)
+        with self.lock:
+            record = self.email_status.get(email.casefold())
+            if record is None:
+                return v2_error(404, "Email address not found", "NOT_FOUND")
+            status = engagement.status_after_update(record["status"], opted_in)
+            if opted_in and status not in engagement.MARKETABLE and self.config.opt_in_refused == "bad_request_400":
+                return v2_error(400, f"Email address status {status} cannot be changed")
+            record["status"] = status
+            return Outcome(200, self._status_answer(record))
+
+    def achieve_goal(self, body: Any) -> Outcome:
+        """``achieveGoal``: 200 with one result per goal; ``success: false`` when no published goal listens."""
+        contact_id, goal = engagement.clean_goal_request(body)
+        with self.lock:
+            if contact_id not in self.contacts:
+                return v2_error(404, "Contact not found", "NOT_FOUND")
+            found = [g for g in self.goals.values()
+                     if goal in ((g["integration"], g["call_name"]), (g["automation_id"], g["goal_id"]))]
+            if not found:
+                where = ".".join(str(part) for part in goal)
+                return Outcome(200, {"results": [{"success": False,
+                                                  "message": f"No goals were configured for {where}"}]})
+            results = []
+            for g in found:
+                self.goals_achieved.append({"contact_id": contact_id, "integration": g["integration"],
+                                            "call_name": g["call_name"], "time": self._now_iso()})
+                results.append({"success": True, "message": "Goal achieved", "automation_id": g["automation_id"],
+                                "goal_id": g["goal_id"], "flow_start_results": [], "flow_stop_results": []})
+            return Outcome(200, {"results": results})
+
+    def create_note(self, contact_id: str, body: Any) -> Outcome:
+        """``createNote``: 201 with the ``Note``."""
+        note = engagement.clean_note_request(body)
+        with self.lock:
+            if contact_id not in self.contacts:
+                return v2_error(404, "Contact not found", "NOT_FOUND")
+            now = self._now_iso()
+            stored = {"id": str(len(self.notes) + 1), "contact_id": contact_id, **note,
+                      "created_by_user_id": body["user_id"], "create_time": now, "update_time": now}
+            self.notes.append(stored)
+            return Outcome(201, dict(stored))
+
+    def contact_model(self) -> Outcome:
+        """``retrieveContactModel``: the contact custom fields (``ObjectModel``)."""
+        with self.lock:
+            return Outcome(200, {"custom_fields": [dict(f) for f in self.custom_fields.values()],
+                                 "optional_properties": ["custom_fields"]})
+
+    def control_email_status(self, data: JSON) -> JSON:
+        """Set an address's status as the person or the customer would (an unsubscribe link: LIST_UNSUBSCRIBE)."""
+        email, status = data.get("email"), data.get("status")
+        if not isinstance(email, str) or not email or status not in engagement.STATUSES:
+            raise ConfigError(f"give email and status (one of {', '.join(engagement.STATUSES)})")
+        with self.lock:
+            known = self.email_status.get(email.casefold())
+            record = {"email": email, "status": status, "create_time": known["create_time"] if known else
+                      self._now_iso()}
+            self.email_status[email.casefold()] = record
+            return dict(record)
+
+    def control_publish_goal(self, data: JSON) -> JSON:
+        """Publish a campaign that listens for an API goal (integration + call name)."""
+        integration, call_name = data.get("integration"), data.get("call_name")
+        if not (isinstance(integration, str) and integration and isinstance(call_name, str) and call_name):
+            raise ConfigError("give integration and call_name")
+        with self.lock:
+            n = len(self.goals) + 1
+            goal = {"integration": integration, "call_name": call_name, "automation_id": 100 + n, "goal_id": n}
+            self.goals[(integration, call_name)] = goal
+            return dict(goal)
+
+    def control_unpublish_goal(self, data: JSON) -> None:
+        with self.lock:
+            self.goals.pop((str(data.get("integration")), str(data.get("call_name"))), None)
+
+    def control_custom_field(self, data: JSON) -> JSON:
+        """Create a contact custom field as the customer would in Keap's settings."""
+        with self.lock:
+            field_id = str(len(self.custom_fields) + 1)
+            try:
+                taken = {f["field_name"] for f in self.custom_fields.values()}
+                meta = engagement.new_custom_field(data, field_id, taken)
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
+            self.custom_fields[field_id] = meta
+            return dict(meta)
+
     # ------------------------------------------------------------------ the customer's CRM (control API)
     def _control_contact_data(self, data: JSON) -> tuple[JSON, list[str] | None]:
         """Contact properties plus ``tag_ids`` (existing tags) and ``tag_names`` (created if missing)."""
@@ -934,7 +1069,9 @@ class SandboxState:
             if contact_id is not None and (not str(contact_id).isdigit() or str(contact_id) in self.contacts):
                 raise ConfigError("id must be a new numeric id")
             clean, tag_ids = self._control_contact_data({k: v for k, v in data.items() if k != "id"})
-            return dict(self._new_contact(clean, tag_ids, None if contact_id is None else str(contact_id)))
+            created = self._new_contact(clean, tag_ids, None if contact_id is None else str(contact_id))
+            self._statuses_on_create(created)
+            return dict(created)
 
     def control_update_contact(self, contact_id: str, data: JSON) -> JSON:
         """Change a contact as the customer would in Keap: properties given replace, ``null`` removes,

@@ -174,6 +174,25 @@ class SandboxControl:
         self._call("DELETE", "/contract")
 
     # ------------------------------------------------------------------ the customer's CRM
+    def set_email_status(self, email: str, status: str) -> dict[str, Any]:
+        """An address's opt-in status as the person or the customer left it (e.g. ``LIST_UNSUBSCRIBE``)."""
+        result: dict[str, Any] = self._call("POST", "/email_status", {"email": email, "status": status})
+        return result
+
+    def publish_goal(self, integration: str, call_name: str) -> dict[str, Any]:
+        """A published campaign listening for an API goal."""
+        result: dict[str, Any] = self._call("POST", "/goals", {"integration": integration, "call_name": call_name})
+        return result
+
+    def unpublish_goal(self, integration: str, call_name: str) -> None:
+        self._call("DELETE", "/goals", {"integration": integration, "call_name": call_name})
+
+    def create_custom_field(self, label: str, field_type: str = "TEXT", **extra: Any) -> dict[str, Any]:
+        """A contact custom field (``options``: labels, ``field_name``: the API name, derived if absent)."""
+        result: dict[str, Any] = self._call("POST", "/custom_fields", {"label": label, "field_type": field_type,
+                                                                        **extra})
+        return result
+
     def create_contact(self, **data: Any) -> dict[str, Any]:
         """Create a contact as the customer would in Keap (no REST, no validation): any
         ``CreateUpdateContactRequest`` property, plus ``tag_ids``, ``tag_names`` (created if missing)

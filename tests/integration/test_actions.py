@@ -9,8 +9,10 @@ import pytest
 
 from keaplink import root
 from tests.support import flows
+from tests.support.apigw import FakeContext
 from tests.support.handlers import load_handler
 from tests.support.lambda_local import mapping_state, register_actions_function
+from tests.support.outage import SCHEDULED_EVENT
 from tests.support.sqs_poller import dlq_messages, drain, poll_once, queue_depth, send
 
 
@@ -54,13 +56,13 @@ def test_signup_creates_one_contact_and_stores_its_id(connected, sandbox) -> Non
         ("GET", "/crm/rest/v2/contacts"), ("POST", "/crm/rest/v2/contacts")]
 
 
-def test_second_signup_with_same_email_updates(connected, sandbox) -> None:
+def test_second_signup_with_same_email_fills_only_blank_names(connected, sandbox) -> None:
     send(connected, signup("u1", "ada@example.com", given_name="Ada"))
     drain(connected, handler)
-    send(connected, signup("u1", "ADA@example.com", given_name="Augusta"))
+    send(connected, signup("u1", "ADA@example.com", given_name="Augusta", family_name="King"))
     drain(connected, handler)
     [contact] = contacts(sandbox)
-    assert contact["given_name"] == "Augusta"
+    assert (contact["given_name"], contact["family_name"]) == ("Ada", "King")
 
 
 def test_first_press_tags_once_second_press_makes_no_keap_call(connected, sandbox) -> None:
@@ -170,7 +172,9 @@ def test_messages_wait_while_disconnected_and_flow_after_reconnect(aws, sandbox,
     assert delivered == 2 and len(failed) == 2
     assert mapping_state(aws, name) == "Disabled"  # the queue is held: no more deliveries
     assert keap_api_calls(sandbox) == [] and dlq_messages(aws) == []
-    flows.connect()  # the admin connects: the callback resumes the queue
+    flows.connect()  # the admin connects: the callback makes the hold's probe due now …
+    assert mapping_state(aws, name) == "Disabled"
+    assert handler(dict(SCHEDULED_EVENT), FakeContext())["outcome"] == "resumed"  # … the minute check lifts it
     assert mapping_state(aws, name) == "Enabled"
     drain(aws, handler)
     assert len(contacts(sandbox)) == 2 and dlq_messages(aws) == []
@@ -186,6 +190,7 @@ def test_dead_refresh_token_holds_messages(connected, sandbox, monkeypatch) -> N
     assert len(failed) == 1 and mapping_state(connected, name) == "Disabled"
     assert flows.status_json()["status"] == "needs_reauth"
     flows.connect()
+    handler({"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}, FakeContext())  # the minute check
     drain(connected, handler)
     assert len(contacts(sandbox)) == 1 and dlq_messages(connected) == []
 
@@ -226,6 +231,7 @@ def test_slows_down_when_keaps_headers_say_the_window_is_nearly_spent(connected,
     assert sum(sum(v) if isinstance(v, list) else v for v in values) >= 1
 
 
+@pytest.mark.slow  # waits 16 s of real time for moto's SQS
 def test_a_press_that_overtook_its_signup_comes_back_in_seconds(aws, sandbox) -> None:
     """With the queue's real visibility timeout (here 360 s, as the template sets), the press is visible again
     after 15 s instead of six minutes."""

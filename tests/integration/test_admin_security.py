@@ -242,6 +242,7 @@ def leaks_in(case: Case, response: dict[str, Any], secrets: set[str]) -> list[st
     return found
 
 
+@pytest.mark.slow  # hundreds of requests, ~30-60 s
 def test_bad_inputs_at_every_route_are_refused_and_nothing_leaks(aws, sandbox, capsys) -> None:
     flows.connect()
     secrets = {ADMIN_PASSWORD, SANDBOX_CLIENT["client_secret"]}

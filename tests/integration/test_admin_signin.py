@@ -229,6 +229,62 @@ def test_the_lock_ends_with_its_window(aws) -> None:
     assert root.failed_sign_ins().load("203.0.113.9").failures == 1  # a new window
 
 
+@pytest.fixture
+def atomic_dynamodb_updates(monkeypatch):  # type: ignore[no-untyped-def]
+    """DynamoDB applies a conditional write to an item atomically; the moto server answers each request on
+    its own thread and checks a condition and applies the update without a lock, so two racing requests
+    could both pass. This gives moto (in this process) the atomicity DynamoDB has, and nothing more."""
+    import threading
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    lock = threading.Lock()
+    update_item = DynamoDBBackend.update_item
+
+    def atomic(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        with lock:
+            return update_item(self, *args, **kwargs)
+
+    monkeypatch.setattr(DynamoDBBackend, "update_item", atomic)
+
+
+def test_forty_concurrent_guesses_from_one_source_get_at_most_ten_comparisons(
+        aws, atomic_dynamodb_updates, monkeypatch) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    import keaplink.admin.gate as gate_module
+    from keaplink.admin.gate import LockedOut, Refusal, Refused
+
+    compared: list[str] = []
+    match = gate_module.credentials_match
+    monkeypatch.setattr(gate_module, "credentials_match",
+                        lambda creds, password: compared.append(creds[1]) or match(creds, password))
+    gate = root.admin_gate()
+    gate.password()  # the cached secret, read once before the race (as a warm container has it)
+    root.failed_sign_ins()
+    source = "203.0.113.40"
+    guesses = [basic("admin", f"guess-number-{i:04d}") for i in range(40)]
+    with ThreadPoolExecutor(max_workers=40) as pool:
+        verdicts = list(pool.map(lambda header: gate.check(header, None, source), guesses))
+    refused = [v for v in verdicts if v == Refused(Refusal.WRONG_CREDENTIALS)]
+    locked = [v for v in verdicts if isinstance(v, LockedOut)]
+    assert len(compared) == len(refused) == 10 and len(locked) == 30
+    assert root.failed_sign_ins().load(source).failures == 10  # the count never passed the limit
+    assert isinstance(gate.check(f"{RIGHT['Authorization']}", None, source), LockedOut)  # the lock holds
+    assert len(compared) == 10  # and the right password was not compared either
+
+
+def test_a_right_password_under_the_limit_works_and_gives_its_count_back(aws) -> None:
+    for _ in range(9):
+        flows.anonymous("admin", "GET", "/", headers=WRONG, source_ip="203.0.113.41")
+    for _ in range(25):  # a script that signs in often never uses up the window
+        assert flows.anonymous("admin", "GET", "/status.json", headers=RIGHT,
+                               source_ip="203.0.113.41")["statusCode"] == 200
+    assert root.failed_sign_ins().load("203.0.113.41").failures == 9
+    assert flows.anonymous("admin", "GET", "/", headers=WRONG, source_ip="203.0.113.41")["statusCode"] == 401
+    assert flows.anonymous("admin", "GET", "/", headers=RIGHT, source_ip="203.0.113.41")["statusCode"] == 429
+
+
 def test_the_template_throttles_the_callback_apart_and_alarms_on_rejected_sign_ins() -> None:
     resources = template()["Resources"]
     settings = resources["AdminApi"]["Properties"]["MethodSettings"]

@@ -32,6 +32,9 @@ def test_bench_smoke_counts_are_exact(tmp_path: Path) -> None:
     assert counts["known_first_press_calls_per_event"] == 0  # it had the tag already
     assert counts["first_press_calls"] == 1  # five first presses in one batch: one applyTags call
     assert counts["repeat_press_calls_per_event"] == 0
+    assert counts["untag_batch_calls"] == 1  # five untags in one batch: one removeTags call
+    assert counts["goal_calls_per_event"] == 1 and counts["repeat_goal_calls_per_event"] == 0
+    assert counts["note_calls_per_event"] <= 1.2 and counts["fields_calls_per_event"] <= 2.2
     assert counts["token_reads_per_batch_max"] <= 1
 
     # The event source as template.yaml sets it: 200 presses at once are two full batches, one call each.

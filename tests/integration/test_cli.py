@@ -206,7 +206,151 @@ def test_a_slow_redrive_sends_each_message_once(queues) -> None:
     # time, the tail becomes visible, another reader receives it, the run's delete no longer deletes, and the
     # message comes back to be sent a second time.
     moved = DeadLetterQueue(lambda: slow, queues.dlq_url).redrive_all(queues.queue_url, hidden_s=3)
-    assert moved == 12 and slow.sends == 12
+    assert len(moved.redriven) == 12 and slow.sends == 12
     assert slow.others_saw_held == []  # nothing the run held was visible to anyone else meanwhile
     assert sorted(all_bodies(queues, queues.queue_url)) == sorted(bodies)
     assert dlq_messages(queues) == []
+
+
+def test_publish_helpers_for_the_further_actions(queues) -> None:
+    from keaplink.client.publish import publish_fields, publish_goal, publish_note, publish_untag
+
+    publish_signup("u1", "ada@example.com", consent="Ticked: send me news")
+    publish_untag("u1", "vip")
+    publish_goal("u1", "myapp", "trial_started", event_id="e1")
+    publish_fields("u1", {"Plan": "Pro", "Seats": 5, "Old": None})
+    publish_note("u1", "Upgraded", "Moved to Pro", event_id="n1")
+    got = received(queues)
+    got += received(queues)
+    assert sorted(m["type"] for m in got) == ["contact.fields", "contact.goal", "contact.note", "contact.untag",
+                                              "user.signed_up"]
+    assert next(m for m in got if m["type"] == "contact.fields")["fields"] == {"Plan": "Pro", "Seats": 5, "Old": None}
+    with pytest.raises(InvalidMessage, match="event_id"):
+        publish_goal("u1", "myapp", "x", event_id="has space")
+
+
+def test_cli_send_the_further_actions(queues, capsys) -> None:
+    assert cli.main(["send", "untag", "--user-id", "u1", "--tag", "vip"]) == 0
+    assert cli.main(["send", "goal", "--user-id", "u1", "--integration", "myapp", "--call-name", "trial",
+                     "--event-id", "e1"]) == 0
+    assert cli.main(["send", "fields", "--user-id", "u1", "--field", "Plan=Pro", "--field", "Seats=5"]) == 0
+    assert cli.main(["send", "note", "--user-id", "u1", "--title", "Upgraded", "--body", "Moved to Pro"]) == 0
+    out = capsys.readouterr().out
+    assert "sent contact.goal for user u1" in out and "event id e1" in out and "event id cli-" in out
+    got = {m["type"]: m for m in received(queues) + received(queues)}
+    assert got["contact.fields"]["fields"] == {"Plan": "Pro", "Seats": 5}
+    assert got["contact.untag"]["tag"] == "vip"
+    with pytest.raises(SystemExit):
+        cli.main(["send", "goal", "--user-id", "u1", "--integration", "myapp"])  # no --call-name
+
+
+# --- operator tools that end and tell the truth under AWS's behaviour -------------------------------------
+class ShortPollsSeeNothing:
+    """SQS as AWS documents it for short polling (WaitTimeSeconds=0): only a subset of the servers is asked,
+    so the answer may be empty while the queue is not. Here it always is; long polls pass through. Counts
+    the polls of each kind."""
+
+    def __init__(self, real) -> None:  # type: ignore[no-untyped-def]
+        self.real, self.short, self.long = real, 0, 0
+
+    def receive_message(self, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("WaitTimeSeconds", 0) < 1:
+            self.short += 1
+            return {}
+        self.long += 1
+        return self.real.receive_message(**kwargs)
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.real, name)
+
+
+def test_every_dlq_reader_long_polls_and_finds_what_short_polls_miss(queues, monkeypatch, capsys) -> None:
+    from keaplink.actions.dead_letters import DeadLetterQueue
+
+    dead_letter(queues, "first", "second", "third", reason="why")
+    sqs = ShortPollsSeeNothing(queues.client("sqs"))
+    monkeypatch.setattr(cli.Targets, "sqs", lambda self: sqs)
+    glance = DeadLetterQueue(lambda: sqs, queues.dlq_url).glance()  # the status page's view
+    assert glance["count"] == 3 and len(glance["newest"]) == 3
+    assert cli.main(["dlq", "list"]) == 0
+    out = capsys.readouterr().out
+    assert "the DLQ is empty" not in out and all(b in out for b in ("first", "second", "third"))
+    chosen = next(line.split()[0] for line in out.splitlines() if "reason: why" in line)
+    assert cli.main(["dlq", "redrive", chosen]) == 0
+    assert "1 message(s) sent back" in capsys.readouterr().out
+    assert cli.main(["dlq", "redrive", "--all"]) == 0
+    assert "2 message(s) sent back" in capsys.readouterr().out
+    assert sqs.short == 0 and sqs.long > 0
+    assert sorted(all_bodies(queues, queues.queue_url)) == ["first", "second", "third"]
+
+
+class FailsAgainAtOnce:
+    """The main queue's consumer on a bad day, compressed: every message sent back to the main queue fails
+    again and lands in the DLQ at once, as a new message with the same body (as SQS's redrive policy or
+    keaplink's own dead-lettering would put it there)."""
+
+    def __init__(self, real, queue_url: str, dlq_url: str) -> None:  # type: ignore[no-untyped-def]
+        self.real, self.queue_url, self.dlq_url = real, queue_url, dlq_url
+        self.sent_to_queue: list[dict] = []
+
+    def send_message(self, **kwargs):  # type: ignore[no-untyped-def]
+        answer = self.real.send_message(**kwargs)
+        if kwargs["QueueUrl"] == self.queue_url:
+            self.sent_to_queue.append(kwargs)
+            self.real.send_message(QueueUrl=self.dlq_url, MessageBody=kwargs["MessageBody"], MessageAttributes={
+                "keaplink-reason": {"DataType": "String", "StringValue": "failed again"}})
+        return answer
+
+    def __getattr__(self, name: str):  # type: ignore[no-untyped-def]
+        return getattr(self.real, name)
+
+
+def test_redrive_all_ends_and_reports_what_failed_again_instead_of_sending_it_round(queues, monkeypatch,
+                                                                                     capsys) -> None:
+    bodies = [json.dumps({"n": i}) for i in range(25)]
+    dead_letter(queues, *bodies)
+    sqs = FailsAgainAtOnce(queues.client("sqs"), queues.queue_url, queues.dlq_url)
+    monkeypatch.setattr(cli.Targets, "sqs", lambda self: sqs)
+    assert cli.main(["dlq", "redrive", "--all"]) == 1  # it ended; 1: something needs the operator
+    captured = capsys.readouterr()
+    assert "25 message(s) sent back to the main queue" in captured.out
+    assert "25 came back failed again during the run" in captured.err
+    assert captured.err.count("reason: failed again") == 25
+    assert sorted(m["MessageBody"] for m in sqs.sent_to_queue) == sorted(bodies)  # each sent once, no second lap
+    assert sorted(m["Body"] for m in dlq_messages(queues)) == sorted(bodies)  # the new ones wait in the DLQ
+
+
+def test_redrive_keeps_each_message_s_attributes_but_not_its_old_reason_or_requeue_count(queues, capsys) -> None:
+    sqs = queues.client("sqs")
+    carried = {"trace-id": {"DataType": "String", "StringValue": "abc-123"},
+               "priority": {"DataType": "Number", "StringValue": "2"},
+               "blob": {"DataType": "Binary", "BinaryValue": b"\x00\x01"}}
+    for body in ("one", "two"):
+        sqs.send_message(QueueUrl=queues.dlq_url, MessageBody=body, MessageAttributes={
+            **carried, "keaplink-reason": {"DataType": "String", "StringValue": "Keap rejected it"},
+            "keaplink-requeues": {"DataType": "Number", "StringValue": "3"},  # a redrive is a new start
+            "keaplink-source-message-id": {"DataType": "String", "StringValue": f"orig-{body}"}})
+    listed = DeadLetterList(queues)
+    assert cli.main(["dlq", "redrive", listed.id_of("one")]) == 0
+    assert cli.main(["dlq", "redrive", "--all"]) == 0
+    capsys.readouterr()
+    back = sqs.receive_message(QueueUrl=queues.queue_url, MaxNumberOfMessages=10, WaitTimeSeconds=1,
+                               MessageAttributeNames=["All"], VisibilityTimeout=60)["Messages"]
+    assert sorted(m["Body"] for m in back) == ["one", "two"]
+    for m in back:
+        attrs = {k: {f: v for f, v in a.items() if f in ("DataType", "StringValue", "BinaryValue")}
+                 for k, a in m["MessageAttributes"].items()}
+        assert attrs == {**carried, "keaplink-source-message-id": {"DataType": "String",
+                                                                    "StringValue": f"orig-{m['Body']}"}}
+
+
+class DeadLetterList:
+    def __init__(self, aws) -> None:  # type: ignore[no-untyped-def]
+        from keaplink.actions.dead_letters import DeadLetterQueue
+
+        dlq = DeadLetterQueue(lambda: aws.client("sqs"), aws.dlq_url)
+        self.letters = dlq.peek()
+        dlq.release(self.letters)
+
+    def id_of(self, body: str) -> str:
+        return next(x.message_id for x in self.letters if x.body == body)

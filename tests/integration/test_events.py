@@ -80,10 +80,31 @@ def test_actions_events(aws, sandbox) -> None:
 
 
 def test_actions_hold_check_event(aws, sandbox) -> None:
-    """The scheduled check: nothing held, nothing to do; held before connecting, resumed by the connect."""
+    """The scheduled check: nothing held, nothing to do; held before connecting, resumed by the check after it."""
     handler = load_handler("actions").lambda_handler
-    assert handler(load_event("actions-hold-check.json"), FakeContext()) == {"outcome": "not_held"}
+    assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "not_held"
     assert handler(load_event("actions-signup.json"), FakeContext())["batchItemFailures"]  # not connected: held
     assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "held"
+    flows.connect()  # the hold's probe is due now
+    assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "resumed"
+    assert handler(load_event("actions-hold-check.json"), FakeContext())["outcome"] == "not_held"
+
+
+def test_the_further_actions_events(aws, sandbox) -> None:
+    """Consent, untag, a goal, custom fields and a note, each sample once, then the goal and note again: once."""
     flows.connect()
-    assert handler(load_event("actions-hold-check.json"), FakeContext()) == {"outcome": "not_held"}
+    sandbox.control("POST", "goals", json={"integration": "myapp", "call_name": "trial_started"})
+    for label, kind in (("Plan", "DROPDOWN"), ("Seats", "WHOLE_NUMBER"), ("Signup date", "DATE")):
+        sandbox.control("POST", "custom_fields", json={"label": label, "field_type": kind,
+                                                       **({"options": ["Free", "Pro"]} if kind == "DROPDOWN" else {})})
+    handler = load_handler("actions").lambda_handler
+    for name in ("actions-signup.json", "actions-tag.json", "actions-signup-consent.json", "actions-untag.json",
+                 "actions-goal.json", "actions-fields.json", "actions-note.json", "actions-goal.json",
+                 "actions-note.json"):
+        assert handler(load_event(name), FakeContext()) == {"batchItemFailures": []}, name
+    assert dlq_messages(aws) == []
+    state = sandbox.control("GET", "state")
+    assert state["email_status"]["hedy@example.com"]["status"] == "SINGLE_OPT_IN"
+    ada = next(c for c in state["contacts"] if c["email_addresses"][0]["email"] == "ada@example.com")
+    assert ada["tag_ids"] == [] and len(ada["custom_fields"]) == 3
+    assert len(state["goals_achieved"]) == 1 and len(state["notes"]) == 1

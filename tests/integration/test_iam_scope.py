@@ -1,9 +1,10 @@
-"""Each function's DynamoDB permissions (template.yaml, ``dynamodb:LeadingKeys``) against what it really does.
+"""Each function's DynamoDB and Lambda permissions (template.yaml) against what it really does.
 
 Every function runs its real paths in-process against moto and the Keap sandbox while every DynamoDB call
 pynamodb makes is recorded (operation, table, partition keys) and checked against that function's policy
 statements, evaluated the way IAM does for these (Allow statements, the action, the table's ARN, and
-``ForAllValues:StringLike`` on the leading keys). moto does not enforce IAM; this test does.
+``ForAllValues:StringLike`` on the leading keys); so is every Lambda API call (the actions queue's event source
+mapping: its ARN, and ``lambda:FunctionArn``). moto does not enforce IAM; this test does.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from tests.support import flows
 from tests.support.apigw import FakeContext, basic
 from tests.support.handlers import load_handler
 from tests.support.lambda_local import register_actions_function
+from tests.support.outage import SCHEDULED_EVENT
 from tests.support.sqs_poller import drain, poll_once, send
 from tests.support.template import load_template
 
@@ -65,6 +67,45 @@ def allowed(function: str, operation: str, table: str, keys: list[str] | None) -
     return False
 
 
+def as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+ACTIONS_MAPPING = {"Fn::Sub": "arn:${AWS::Partition}:lambda:${AWS::Region}:${AWS::AccountId}:event-source-mapping:"
+                              "${ActionsFunctionQueue}"}
+
+
+def lambda_statements(function: str) -> list[dict[str, Any]]:
+    """The function's Lambda statements: its own Policies and every AWS::IAM::Policy attached to its role."""
+    resources = template()["Resources"]
+    statements = [st for r in resources.values() if r["Type"] == "AWS::IAM::Policy"
+                  and {"Ref": f"{function}Role"} in r["Properties"]["Roles"]
+                  for st in r["Properties"]["PolicyDocument"]["Statement"]]
+    policies = resources[function]["Properties"].get("Policies", [])
+    statements += [st for p in policies if isinstance(p, dict) and "Statement" in p for st in p["Statement"]]
+    return [st for st in statements if any(str(a).startswith("lambda:") for a in as_list(st["Action"]))]
+
+
+def lambda_allowed(function: str, operation: str, mapping_of: str | None) -> bool:
+    """IAM's answer for one Lambda call; ``mapping_of``: the function (logical id) whose event source mapping the
+    call names, None for a call without one (ListEventSourceMappings)."""
+    for st in lambda_statements(function):
+        if st["Effect"] != "Allow" or f"lambda:{operation}" not in as_list(st["Action"]):
+            continue
+        if st["Resource"] != "*" and not (st["Resource"] == ACTIONS_MAPPING and mapping_of == "ActionsFunction"):
+            continue
+        condition = st.get("Condition", {})
+        if set(condition) - {"StringEquals"} or set(condition.get("StringEquals", {})) - {"lambda:FunctionArn"}:
+            continue  # a condition this evaluator does not know: treat as not granting
+        wanted = condition.get("StringEquals", {}).get("lambda:FunctionArn")
+        if wanted is not None and wanted != {"Fn::GetAtt": ["ActionsFunction", "Arn"]}:
+            continue
+        if wanted is not None and mapping_of != "ActionsFunction":
+            continue
+        return True
+    return False
+
+
 def keys_of(operation: str, kwargs: dict[str, Any]) -> list[str] | None:
     if "Key" in kwargs:
         return [kwargs["Key"]["pk"]["S"]]
@@ -80,12 +121,22 @@ def keys_of(operation: str, kwargs: dict[str, Any]) -> list[str] | None:
     return None  # Scan, Query (not used: would need its key condition read here), DescribeTable …
 
 
+class Recorded(list[tuple[str, str, str, list[str] | None]]):
+    """(function, operation, table, keys) of every DynamoDB call; ``lambda_calls``: (function, operation, the
+    event source mapping's UUID or None) of every Lambda API call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lambda_calls: list[tuple[str, str, str | None]] = []
+
+
 @pytest.fixture
-def recorded(aws, monkeypatch) -> Iterator[list[tuple[str, str, str, list[str] | None]]]:  # type: ignore[no-untyped-def]
-    """(function, operation, table, keys) of every DynamoDB call made while a function's handler runs."""
+def recorded(aws, monkeypatch) -> Iterator[Recorded]:  # type: ignore[no-untyped-def]
+    """Every DynamoDB and Lambda API call made while a function's handler runs, by function."""
+    from botocore.client import BaseClient
     from pynamodb.connection.base import Connection
 
-    calls: list[tuple[str, str, str, list[str] | None]] = []
+    calls = Recorded()
     running: list[str] = []
     tables = {aws.connection_table: "ConnectionTable", aws.data_table: "DataTable"}
     real_call = Connection._make_api_call
@@ -107,7 +158,15 @@ def recorded(aws, monkeypatch) -> Iterator[list[tuple[str, str, str, list[str] |
 
         return run
 
+    real_client_call = BaseClient._make_api_call  # type: ignore[attr-defined]
+
+    def record_lambda(self: BaseClient, operation: str, kwargs: dict[str, Any]) -> Any:
+        if running and self.meta.service_model.service_name == "lambda":
+            calls.lambda_calls.append((running[-1], operation, kwargs.get("UUID")))
+        return real_client_call(self, operation, kwargs)
+
     monkeypatch.setattr(Connection, "_make_api_call", record)
+    monkeypatch.setattr(BaseClient, "_make_api_call", record_lambda)
     for function in FUNCTIONS:
         module = load_handler(function)
         monkeypatch.setattr(module, "lambda_handler", attributed(function, module.lambda_handler))
@@ -130,7 +189,8 @@ def run_every_path(aws, sandbox) -> None:  # type: ignore[no-untyped-def]
                         source_ip="203.0.113.5")
     flows.anonymous("callback", "GET", "/callback", headers={"Authorization": basic("admin", "nope-nope-nope")},
                     source_ip="203.0.113.6")
-    flows.connect()  # /connect (admin), /callback (callback): state issued, consumed; token stored; queue resumed
+    flows.connect()  # /connect (admin), /callback (callback): state issued, consumed; token stored; probe due now
+    actions(dict(SCHEDULED_EVENT), FakeContext())  # the minute check: Keap serves, the hold is lifted, queue resumed
     flows.call("admin", "POST", "/refresh")
     pair = sandbox.control("POST", "tokens")
     flows.call("admin", "POST", "/tokens", headers={"Content-Type": "application/x-www-form-urlencoded"},
@@ -160,6 +220,48 @@ def test_every_dynamodb_call_of_every_function_is_allowed_by_its_policy(aws, san
     assert {("RefreshFunction", "ConnectionTable", p) for p in ("CONN", "TIMELINE")} <= prefixes
     assert {("ActionsFunction", "ConnectionTable", "CONN"), ("ActionsFunction", "ConnectionTable", "TIMELINE"),
             ("ActionsFunction", "DataTable", "USER"), ("ActionsFunction", "DataTable", "TAG")} <= prefixes
+
+
+def test_every_lambda_call_of_every_function_is_allowed_by_its_role(aws, sandbox, recorded, monkeypatch) -> None:
+    name = register_actions_function(aws)
+    monkeypatch.setenv("ACTIONS_FUNCTION", name)
+    root.reset()
+    run_every_path(aws, sandbox)
+    lam = aws.client("lambda")
+
+    def mapping_of(uuid: str | None) -> str | None:
+        if uuid is None:
+            return None
+        arn = lam.get_event_source_mapping(UUID=uuid)["FunctionArn"]
+        return "ActionsFunction" if arn.endswith(f":function:{name}") else arn
+
+    refused = sorted({(f, op) for f, op, uuid in recorded.lambda_calls if not lambda_allowed(f, op, mapping_of(uuid))})
+    assert refused == []
+    by_function = {(f, op) for f, op, _ in recorded.lambda_calls}
+    # The actions function held the queue and resumed it; no other function called Lambda at all.
+    assert ("ActionsFunction", "UpdateEventSourceMapping") in by_function
+    assert {f for f, _ in by_function} == {"ActionsFunction"}
+
+
+@pytest.mark.parametrize("function", ["AdminFunction", "CallbackFunction", "RefreshFunction"])
+def test_only_the_actions_function_may_touch_the_queues_event_source_mapping(function: str) -> None:
+    """The callback is internet-facing: UpdateEventSourceMapping also changes a mapping's filters (and SQS deletes
+    what a filter drops). A reconnect makes the hold's probe due (HOLD#) instead; the minute check resumes."""
+    for operation in ("UpdateEventSourceMapping", "GetEventSourceMapping", "ListEventSourceMappings",
+                      "DeleteEventSourceMapping", "CreateEventSourceMapping"):
+        assert not lambda_allowed(function, operation, "ActionsFunction"), operation
+    assert lambda_statements(function) == []
+
+
+def test_the_actions_function_may_change_its_own_mapping_only() -> None:
+    assert lambda_allowed("ActionsFunction", "UpdateEventSourceMapping", "ActionsFunction")
+    assert not lambda_allowed("ActionsFunction", "UpdateEventSourceMapping", "SomeOtherFunction")
+    assert not lambda_allowed("ActionsFunction", "DeleteEventSourceMapping", "ActionsFunction")
+    assert not lambda_allowed("ActionsFunction", "CreateEventSourceMapping", "ActionsFunction")
+    [update] = [st for st in lambda_statements("ActionsFunction")
+                if "lambda:UpdateEventSourceMapping" in as_list(st["Action"])]
+    assert update["Condition"] == {"StringEquals": {"lambda:FunctionArn": {"Fn::GetAtt": ["ActionsFunction", "Arn"]}}}
+    assert update["Resource"] == ACTIONS_MAPPING
 
 
 @pytest.mark.parametrize(("function", "operation", "table", "key"), [

@@ -91,14 +91,23 @@ def test_an_existing_contact_signs_up_and_presses_and_keeps_everything(connected
     assert writes == []  # it had the tag when keaplink found it: not even an applyTags
 
 
-def test_an_existing_contact_gets_only_the_names_the_message_carries(connected, sandbox) -> None:
+def test_an_existing_contact_keeps_its_names(connected, sandbox) -> None:
     existing_customer(sandbox)
-    run(connected, signup("u1", "ada@example.com", given_name="Ada"))
+    run(connected, signup("u1", "ada@example.com", given_name="Ada", family_name="Byron"))
     [after] = state(sandbox)["contacts"]
-    assert (after["given_name"], after["family_name"]) == ("Ada", "King")
+    assert (after["given_name"], after["family_name"]) == ("Augusta", "King")  # the customer's, not the message's
     assert len(after["email_addresses"]) == 2 and after["phone_numbers"]
     writes = [r["method"] for r in sandbox.requests_log("/crm/rest") if r["method"] != "GET"]
-    assert writes == ["PATCH"]  # names only, with update_mask: no upsert that would replace the lists
+    assert writes == []
+
+
+def test_an_existing_contact_without_a_family_name_gets_only_that(connected, sandbox) -> None:
+    existing_customer(sandbox, family_name=None)
+    run(connected, signup("u1", "ada@example.com", given_name="Ada", family_name="Byron"))
+    [after] = state(sandbox)["contacts"]
+    assert (after["given_name"], after["family_name"]) == ("Augusta", "Byron")
+    writes = [r["method"] for r in sandbox.requests_log("/crm/rest") if r["method"] != "GET"]
+    assert writes == ["PATCH"]  # the blank name only, with update_mask: no upsert that would replace the lists
 
 
 def test_a_press_with_an_email_before_the_signup_keeps_the_existing_contact(connected, sandbox) -> None:

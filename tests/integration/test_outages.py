@@ -62,6 +62,7 @@ def fn(aws, sandbox, monkeypatch) -> ActionsFunction:  # type: ignore[no-untyped
 
 
 # --- Keap down for hours -------------------------------------------------------------------------------
+@pytest.mark.slow  # hours of outage, real SQS pauses
 def test_a_keap_outage_longer_than_the_receive_budget_dead_letters_nothing(fn, sandbox) -> None:  # type: ignore[no-untyped-def]
     flows.connect()
     sandbox.control("DELETE", "requests")
@@ -96,6 +97,7 @@ def next_utc_midnight(now: float) -> float:
     return math.ceil(now / 86400) * 86400
 
 
+@pytest.mark.slow  # a day of quota, ~1 min
 def test_a_spent_daily_quota_holds_the_queue_until_the_reset(aws, sandbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     sim = SimTime(sandbox)
     midnight = next_utc_midnight(sim.now())
@@ -123,6 +125,7 @@ def test_a_spent_daily_quota_holds_the_queue_until_the_reset(aws, sandbox, monke
     assert fn.time.now() >= midnight and not queue_view()["held"]
 
 
+@pytest.mark.slow  # a day of pacing, ~1-2 min
 def test_keaplink_paces_itself_and_stops_before_the_wall(aws, sandbox, monkeypatch) -> None:  # type: ignore[no-untyped-def]
     """Its own traffic never meets a 429: at keaplink's reserve the queue is held until the reset."""
     sim = SimTime(sandbox)
@@ -273,7 +276,10 @@ def test_the_status_page_says_the_queue_is_held_why_and_until_when(fn, sandbox) 
     assert "id='queue-status'>Held<" in page and "Keap is not connected yet" in page and "a reconnect" in page
     view = queue_view()
     assert view["reason"] == "not_connected" and view["until"] is None and view["since"]
-    flows.connect()  # the callback lifts the hold and resumes
+    flows.connect()  # the callback makes the hold's probe due now; the mapping is not its to change
+    view = queue_view()
+    assert view["held"] and epoch(view["next_probe_at"]) <= time.time() + 1 and not fn.enabled()
+    fn.minute()  # the minute check probes Keap, lifts the hold and resumes
     assert not queue_view()["held"] and fn.enabled()
     assert "id='queue-status'>Flowing<" in flows.call("admin", "GET", "/")["body"]
     assert datetime.now(UTC)  # (the page renders times as ISO UTC strings)

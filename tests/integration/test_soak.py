@@ -7,8 +7,12 @@ The full runs are ``make soak`` (``python -m keaplink_dev.soak --days 90 --messa
 
 from __future__ import annotations
 
+import pytest
+
 from keaplink_dev.soak import STEPS, UNCLOSABLE, run_soak
 from keaplink_dev.soak_messages import run_message_soak
+
+pytestmark = pytest.mark.slow  # simulated days: 20 s to 2 min each
 
 
 def test_five_day_soak_loses_no_token_except_in_the_unclosable_window(aws, sandbox) -> None:
@@ -73,3 +77,7 @@ def test_a_day_of_outages_quota_and_throttling_loses_and_dead_letters_no_valid_m
     assert report.max_receive_count <= 5 and report.batches_meeting_a_hold <= 2 * report.holds
     assert report.refused_while_held <= report.probes
     assert report.bugs == [] and report.final_status == "connected"
+    # AWS's control plane as it behaves (slow and refused mapping updates, throttling, empty short polls): no
+    # message dead-lettered without a reason, the queue never paused without a hold record.
+    assert report.control_plane.get("mapping_updates", 0) >= 2 and report.control_plane.get("throttled", 0) > 0
+    assert report.dead_lettered_without_reason == 0 and report.paused_without_hold_s == 0

@@ -12,8 +12,10 @@ import threading
 from keaplink import root
 from keaplink.connection.timeline import TableTimeline
 from tests.support import flows
+from tests.support.apigw import FakeContext
 from tests.support.handlers import load_handler
 from tests.support.lambda_local import register_actions_function
+from tests.support.outage import SCHEDULED_EVENT
 from tests.support.sqs_poller import dlq_messages, poll_once, send
 
 
@@ -28,7 +30,8 @@ def test_the_timeline_tells_what_happened(aws, sandbox, monkeypatch) -> None:
     assert flows.status_json()["timeline"] == []
     send(aws, json.dumps({"type": "user.signed_up", "user_id": "u1", "email": "ada@example.com"}))
     poll_once(aws, load_handler("actions").lambda_handler)  # not connected: the actions hold the queue
-    flows.connect()  # connected, and the callback resumes the queue
+    flows.connect()  # connected; the callback makes the hold's probe due, and the minute check resumes the queue
+    assert load_handler("actions").lambda_handler(dict(SCHEDULED_EVENT), FakeContext())["outcome"] == "resumed"
     assert flows.call("admin", "POST", "/refresh")["statusCode"] == 303  # refreshed
     sandbox.fault(path_prefix="/token", status=503, count=3)
     assert flows.call("admin", "POST", "/refresh")["statusCode"] == 502  # refresh failed (3 attempts)

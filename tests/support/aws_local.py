@@ -46,6 +46,9 @@ class AwsResources:
             "TOKEN_KMS_KEY_ID": self.kms_key_id,
             "DLQ_URL": self.dlq_url,
             "QUEUE_URL": self.queue_url,
+            # moto on a shared 2-core machine can take seconds to answer what AWS answers in milliseconds: the
+            # refresh path's tight AWS timeouts (keaplink.aws.REFRESH_PATH) ten times longer here.
+            "AWS_TIMEOUT_SCALE": "10",
         }
 
     def client(self, service: str) -> Any:

@@ -7,7 +7,7 @@ from dataclasses import replace
 from typing import Any
 
 from keaplink.actions.hold_policy import Hold, stronger
-from keaplink.actions.hold_store import HoldState
+from keaplink.actions.hold_store import HoldState, MappingSeen
 
 
 class FakeHoldStore:
@@ -17,11 +17,25 @@ class FakeHoldStore:
         self.state = state
         self.waiting: list[int] = []
 
+        self.mapping_seen: MappingSeen | None = None
+
     def load(self) -> HoldState | None:
         return self.state
 
+    def load_all(self) -> tuple[HoldState | None, MappingSeen | None]:
+        return self.state, self.mapping_seen
+
+    def record_mapping(self, state: str, now: float) -> None:
+        self.mapping_seen = MappingSeen(state, now)
+
+    def mark_lifting(self, seen: HoldState, now: float) -> HoldState | None:
+        if self.state is None or self.state.updated_at != seen.updated_at:
+            return None
+        self.state = replace(self.state, lifting_at=now, next_probe_at=now, updated_at=now)
+        return self.state
+
     def hold(self, hold: Hold, now: float) -> HoldState:
-        current = self.state
+        current = self.state if self.state is None or not self.state.lifting else None
         chosen = stronger(current.as_hold() if current else None, hold)
         self.state = HoldState(chosen.reason, chosen.detail, current.since if current else now, chosen.until,
                                chosen.next_probe_at, now, current.probes if current else 0)
@@ -50,19 +64,36 @@ class FakeHoldStore:
 
 
 class FakeMapping:
-    def __init__(self) -> None:
+    """The event source mapping. ``transitional``: the state it reads after a change until ``settle()`` (as AWS's
+    Enabling/Disabling); ``refuse``: errors its next updates raise (as ResourceInUseException, throttling)."""
+
+    def __init__(self, transitional: bool = False) -> None:
         self.enabled = True
         self.changes: list[str] = []
+        self.transitional = transitional
+        self.changing: str | None = None
+        self.refuse: list[Exception] = []
 
-    def pause(self) -> int:
-        self.changes.append("pause")
-        changed, self.enabled = self.enabled, False
+    def state(self) -> str:
+        return self.changing or ("Enabled" if self.enabled else "Disabled")
+
+    def settle(self) -> None:
+        self.changing = None
+
+    def _update(self, enabled: bool, name: str) -> int:
+        if self.refuse:
+            raise self.refuse.pop(0)
+        self.changes.append(name)
+        changed, self.enabled = self.enabled != enabled, enabled
+        if changed and self.transitional:
+            self.changing = "Enabling" if enabled else "Disabling"
         return int(changed)
 
-    def resume(self) -> int:
-        self.changes.append("resume")
-        changed, self.enabled = not self.enabled, True
-        return int(changed)
+    def pause(self, why: str = "") -> int:
+        return self._update(False, "pause")
+
+    def resume(self, why: str = "") -> int:
+        return self._update(True, "resume")
 
 
 class FakeQueue:
@@ -75,7 +106,8 @@ class FakeQueue:
     def max_receive_count(self) -> int | None:
         return self._max
 
-    def requeue(self, body: str, message_id: str, attributes: Any, delay_s: int = 0) -> int:
+    def requeue(self, body: str, message_id: str, attributes: Any, delay_s: int = 0,
+                first_sent_ms: int | None = None) -> int:
         self.requeued.append({"body": body, "message_id": message_id, "delay_s": delay_s})
         return len(self.requeued)
 

@@ -11,9 +11,10 @@ from typing import Any
 
 import requests
 
+from keaplink.actions.once import Claim
 from keaplink.actions.users import UserRecord
 from keaplink.errors import KeapRequestRejected
-from keaplink.keap.client import Contact
+from keaplink.keap.client import LIFTED_BY_OPT_IN, Contact, EmailStatus
 from keaplink.keap.session import Credential
 
 
@@ -30,6 +31,13 @@ class FakeKeap:
         self.lock = threading.Lock()
         self._ids = iter(range(1, 10_000))
         self._tag_ids = iter(range(100, 10_000))
+        self.email_status: dict[str, str] = {}  # address (casefolded) → Keap's opt-in status
+        self.published_goals: set[tuple[str, str]] = set()
+        self.goals_achieved: list[tuple[str, str, str]] = []
+        self.goal_error: Exception | None = None
+        self.notes: list[tuple[str, str, str, str]] = []
+        self.model: list[dict[str, Any]] = []  # retrieveContactModel's custom_fields
+        self.field_values: dict[str, list[dict[str, Any]]] = {}
 
     def add_contact(self, *emails: str, tag_ids: frozenset[str] = frozenset(),
                     given_name: str | None = None) -> Contact:
@@ -42,8 +50,10 @@ class FakeKeap:
         found = [c for c in self.contacts.values() if c.has_email(email)]
         return min(found, key=lambda c: int(c.id)) if found else None
 
-    def create_contact(self, email: str, given_name: str | None, family_name: str | None) -> tuple[Contact, bool]:
+    def create_contact(self, email: str, given_name: str | None, family_name: str | None,
+                       opt_in_reason: str | None = None) -> tuple[Contact, bool]:
         self.calls.append("create_contact")
+        self.email_status[email.casefold()] = "SINGLE_OPT_IN" if opt_in_reason else "NON_MARKETABLE"
         contact = Contact(str(next(self._ids)), (email,), given_name, family_name)
         self.contacts[contact.id] = contact
         return contact, True
@@ -53,6 +63,13 @@ class FakeKeap:
         old = self.contacts[contact_id]
         self.contacts[contact_id] = replace(old, given_name=given_name or old.given_name,
                                             family_name=family_name or old.family_name)
+
+    def opt_in(self, email: str, reason: str) -> EmailStatus:
+        self.calls.append("opt_in")
+        status = self.email_status.get(email.casefold(), "NON_MARKETABLE")
+        if status in LIFTED_BY_OPT_IN:
+            status = self.email_status[email.casefold()] = "SINGLE_OPT_IN"
+        return EmailStatus(email, status == "SINGLE_OPT_IN", status)
 
     def get_contact(self, contact_id: str) -> Contact | None:
         self.calls.append("get_contact")
@@ -76,6 +93,51 @@ class FakeKeap:
                 self.create_conflicts -= 1
                 raise KeapRequestRejected("create tag: HTTP 409 Tag with name already exists", 409)
         return tag_id
+
+    def achieve_goal(self, contact_id: str, integration: str, call_name: str) -> list[tuple[bool, str]]:
+        self.calls.append("achieve_goal")
+        if self.goal_error is not None:
+            raise self.goal_error
+        if contact_id not in self.contacts:
+            raise KeapRequestRejected("achieve goal: HTTP 404 Contact not found", 404)
+        if (integration, call_name) not in self.published_goals:
+            return [(False, f"No goals were configured for {integration}.{call_name}")]
+        self.goals_achieved.append((contact_id, integration, call_name))
+        return [(True, "Goal achieved")]
+
+    def create_note(self, contact_id: str, user_id: str, title: str, text: str) -> str:
+        self.calls.append("create_note")
+        if contact_id not in self.contacts:
+            raise KeapRequestRejected("create note: HTTP 404 Contact not found", 404)
+        self.notes.append((contact_id, user_id, title, text))
+        return str(len(self.notes))
+
+    def contact_model(self) -> Any:
+        self.calls.append("contact_model")
+        return {"custom_fields": list(self.model)}
+
+    def custom_field_values(self, contact_id: str) -> list[dict[str, Any]]:
+        self.calls.append("custom_field_values")
+        if contact_id not in self.contacts:
+            raise KeapRequestRejected("get contact: HTTP 404 Contact not found", 404)
+        return [dict(v) for v in self.field_values.get(contact_id, [])]
+
+    def set_custom_field_values(self, contact_id: str, values: list[dict[str, Any]]) -> None:
+        self.calls.append("set_custom_field_values")
+        self.field_values[contact_id] = [dict(v) for v in values]
+
+    def connection_user_id(self) -> str:
+        self.calls.append("user_info")
+        return "1"
+
+    def remove_tag(self, tag_id: str, contact_ids: list[str]) -> None:
+        self.calls.append("remove_tag")
+        if tag_id not in self.tags.values():
+            raise KeapRequestRejected("remove tag: HTTP 404 not found", 404)
+        for contact_id in contact_ids:
+            contact = self.contacts.get(contact_id)
+            if contact is not None:
+                self.contacts[contact_id] = replace(contact, tag_ids=contact.tag_ids - {tag_id})
 
     def apply_tag(self, tag_id: str, contact_ids: list[str]) -> dict[str, str]:
         self.calls.append("apply_tag")
@@ -103,6 +165,8 @@ class FakeUsers:
         self.reads: list[str] = []  # user ids read one at a time
         self.batch_reads: list[list[str]] = []  # user ids read together
         self.batch_read_error: Exception | None = None
+        self.opt_statuses: dict[str, str] = {}
+        self.events: dict[tuple[str, str], Claim] = {}
 
     def _stored(self, user_id: str) -> UserRecord:
         """The record as stored, without counting a read."""
@@ -124,6 +188,28 @@ class FakeUsers:
         old = self._stored(user_id)
         self.users[user_id] = UserRecord(user_id, contact_id, email, frozenset() if new_tenant else old.tags, tenant,
                                          contact_tag_ids)
+
+    def claim_event(self, user_id: str, event_id: str, now: float) -> Claim:
+        found = self.events.get((user_id, event_id))
+        if found is None:
+            self.events[(user_id, event_id)] = Claim(mine=False, claimed_at=now)
+            return Claim(mine=True, claimed_at=now)
+        return found
+
+    def finish_event(self, user_id: str, event_id: str, outcome: str, now: float) -> None:
+        self.events[(user_id, event_id)] = Claim(mine=False, done=True, claimed_at=now, outcome=outcome)
+
+    def release_event(self, user_id: str, event_id: str, claimed_at: float) -> None:
+        if self.events.get((user_id, event_id), Claim(False)).claimed_at == claimed_at:
+            del self.events[(user_id, event_id)]
+
+    def unmark_tagged(self, user_id: str, tag: str, tag_id: str | None) -> None:
+        old = self._stored(user_id)
+        self.users[user_id] = replace(old, tags=old.tags - {tag},
+                                      contact_tag_ids=old.contact_tag_ids - {tag_id} if tag_id else old.contact_tag_ids)
+
+    def record_opt_status(self, user_id: str, status: str) -> None:
+        self.opt_statuses[user_id] = status
 
     def mark_tagged(self, user_id: str, tag: str) -> None:
         old = self._stored(user_id)

@@ -20,18 +20,35 @@ def basic(user: str, password: str) -> str:
 
 
 class FakeFailures:
-    def __init__(self, attempts: Attempts | None = None) -> None:
+    """``attempts`` is what ``load`` reads; ``counted`` decides what ``count`` finds (by default the same)."""
+
+    def __init__(self, attempts: Attempts | None = None, counted: Attempts | None = None) -> None:
         self.attempts = attempts
+        self.at_count = counted if counted is not None else attempts
         self.loads = 0
-        self.added: list[str] = []
+        self.counted: list[str] = []
+        self.given_back: list[str] = []
 
     def load(self, source_ip: str) -> Attempts | None:
         self.loads += 1
         return self.attempts
 
-    def add(self, source_ip: str, now: float) -> Attempts:
-        self.added.append(source_ip)
-        return Attempts(1, now + 900)
+    def count(self, source_ip: str, now: float) -> int:
+        locked = locked_for(self.at_count, now)
+        if not locked:
+            self.counted.append(source_ip)
+        return locked
+
+    def give_back(self, source_ip: str) -> None:
+        self.given_back.append(source_ip)
+
+    @property
+    def added(self) -> list[str]:
+        """The attempts that stay counted: the failures."""
+        kept = list(self.counted)
+        for source in self.given_back:
+            kept.remove(source)
+        return kept
 
 
 class CountingPassword:
@@ -68,6 +85,23 @@ def test_wrong_and_right_credentials() -> None:
     assert gate(failures, password).check(basic("root", PASSWORD), None, "1.2.3.4") == wrong
     assert failures.added == ["1.2.3.4", "1.2.3.4"]
     assert gate(failures, password).check(basic("admin", PASSWORD), None, "1.2.3.4") == Admitted("admin")
+
+
+def test_the_attempt_is_counted_before_the_comparison_and_a_right_one_is_given_back() -> None:
+    failures, password = FakeFailures(Attempts(9, NOW + 60)), CountingPassword()
+    assert gate(failures, password).check(basic("admin", PASSWORD), None, "1.2.3.4") == Admitted("admin")
+    assert failures.counted == ["1.2.3.4"] and failures.given_back == ["1.2.3.4"] and failures.added == []
+
+
+def test_a_source_whose_count_is_full_when_counting_is_locked_out_and_nothing_compared(monkeypatch) -> None:
+    # The read said 9 (under the limit); meanwhile a concurrent guess took the 10th place.
+    import keaplink.admin.gate as gate_module
+
+    compared: list[tuple[str, str]] = []
+    monkeypatch.setattr(gate_module, "credentials_match", lambda creds, _: compared.append(creds) or True)
+    failures = FakeFailures(Attempts(9, NOW + 60), counted=Attempts(10, NOW + 60))
+    assert gate(failures, CountingPassword()).check(basic("admin", PASSWORD), None, "1.2.3.4") == LockedOut(60)
+    assert compared == [] and failures.counted == [] and failures.given_back == []
 
 
 def test_a_short_password_fails_closed() -> None:

@@ -174,3 +174,16 @@ def test_when_the_batch_read_fails_each_record_reads_its_own() -> None:
     world.users.batch_read_error = RuntimeError("ProvisionedThroughputExceeded")
     assert world.run(*[record(i, press(u)) for i, u in enumerate(users)]) == []
     assert sorted(world.users.reads) == users and all("buttonpushed" in world.users.users[u].tags for u in users)
+
+
+def test_the_oldest_message_figure_counts_retried_and_re_sent_records() -> None:
+    from keaplink.actions.queue import FIRST_SENT, oldest_age_s
+
+    now = 1_800_000_000.0
+    retried = {"attributes": {"SentTimestamp": str(int((now - 3 * 86400) * 1000)), "ApproximateReceiveCount": "9"}}
+    resent = {"attributes": {"SentTimestamp": str(int((now - 60) * 1000))},
+              "messageAttributes": {FIRST_SENT: {"stringValue": str(int((now - 6 * 86400) * 1000))}}}
+    fresh = {"attributes": {"SentTimestamp": str(int((now - 5) * 1000))}}
+    assert oldest_age_s([fresh, retried], now) == pytest.approx(3 * 86400)
+    assert oldest_age_s([fresh, resent, retried], now) == pytest.approx(6 * 86400)  # from its first sending
+    assert oldest_age_s([{"attributes": {}}], now) is None

@@ -10,7 +10,6 @@ from keaplink.actions.hold_policy import (
     AFTER_RESET_S,
     FIRST_PROBE_S,
     MAX_PROBE_INTERVAL_S,
-    RECONNECT_REASONS,
     Hold,
     HoldReason,
     after_failed_probe,
@@ -107,4 +106,42 @@ def test_the_reason_a_human_must_act_on_wins() -> None:
     assert down and reauth and spent
     assert stronger(down, reauth) is reauth and stronger(reauth, down) is reauth
     assert stronger(down, spent) is spent and stronger(None, down) is down
-    assert HoldReason.NEEDS_REAUTH in RECONNECT_REASONS and HoldReason.QUOTA_SPENT not in RECONNECT_REASONS
+
+
+# --- the reconciler's decision, and holds for batches that cannot open ----------------------------------------
+def test_converge_makes_the_mapping_agree_with_the_hold() -> None:
+    from keaplink.actions.hold_policy import converge
+
+    table = [  # (held, lifting, mapping) → action
+        ((True, False, "Enabled"), "pause"), ((True, False, "Mixed"), "pause"), ((True, False, "Disabled"), "none"),
+        ((False, True, "Disabled"), "resume"), ((False, True, "Enabled"), "clear"), ((False, True, None), "clear"),
+        ((False, False, "Disabled"), "resume"), ((False, False, "Enabled"), "none"), ((False, False, None), "none"),
+        ((True, False, None), "none"),
+    ]
+    for args, action in table:
+        assert converge(*args) == action, args
+    for changing in ("Creating", "Enabling", "Disabling", "Updating", "Deleting"):
+        for held, lifting in ((True, False), (False, True), (False, False)):
+            assert converge(held, lifting, changing) == "wait"  # AWS refuses updates meanwhile
+
+
+def test_a_batch_that_cannot_open_is_held_whatever_failed() -> None:
+    from keaplink.actions.hold_policy import opening_hold
+    from keaplink.errors import ConfigError, OutOfTime
+
+    class ClientError(Exception):  # what botocore raises for KMS, DynamoDB, Secrets Manager
+        pass
+
+    aws = opening_hold(ClientError("KMS: DisabledException"), NOW)
+    assert aws is not None and aws.reason is HoldReason.OPENING_FAILED and "DisabledException" in aws.detail
+    config = opening_hold(ConfigError("api_key is not set"), NOW)
+    assert config is not None and config.reason is HoldReason.CONFIG_ERROR
+    assert opening_hold(OutOfTime("no time"), NOW) is None  # one invocation's problem: the records go back
+    quota = opening_hold(KeapQuotaSpent("spent", resets_at=NOW + 60), NOW)
+    assert quota is not None and quota.reason is HoldReason.QUOTA_SPENT
+
+
+def test_an_operators_pause_outranks_every_other_reason() -> None:
+    paused = Hold(HoldReason.PAUSED_BY_OPERATOR, "maintenance", None, NOW)
+    for reason in HoldReason:
+        assert stronger(paused, Hold(reason, "x", NOW + 99, NOW + 99)).reason is HoldReason.PAUSED_BY_OPERATOR

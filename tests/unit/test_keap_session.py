@@ -124,6 +124,30 @@ def test_a_5xx_is_retried_once_then_raised_and_a_400_never() -> None:
     assert len(transport.seen) == 1
 
 
+class TimesOutFirst(ScriptedTransport):
+    """The first call gets no answer (Keap may have acted on it), the next ones are played."""
+
+    def __call__(self, method: str, url: str, what: str, timeout: float, **kwargs: object) -> object:
+        if not self.seen:
+            self.seen.append("timed out")
+            raise KeapUnavailable(f"{what}: timed out", 0)
+        return super().__call__(method, url, what, timeout, **kwargs)  # type: ignore[arg-type]
+
+
+def test_a_call_keap_may_have_acted_on_is_never_sent_twice_in_place() -> None:
+    """A goal or a note that got no answer is not repeated here (Keap would act twice); a 5xx answer is."""
+    transport = TimesOutFirst(answer(200, {"results": []}))
+    with pytest.raises(KeapUnavailable):
+        session(transport).request("POST", "/v2/automations/goals/achieve", "achieve goal", repeatable=False)
+    assert transport.seen == ["timed out"]
+    transport = TimesOutFirst(answer(200))
+    session(transport).request("GET", "/v2/tags", "find tag")  # a read is repeatable
+    assert len(transport.seen) == 2
+    transport = ScriptedTransport(answer(503), answer(200))
+    session(transport).request("POST", "/v2/contacts/1/notes", "create note", repeatable=False)
+    assert len(transport.seen) == 2  # Keap answered 503: it did nothing
+
+
 def test_a_nearly_spent_window_slows_the_container_down() -> None:
     limiter, metrics = ManualLimiter(), RecordingMetrics()
     low = {"x-keap-product-throttle-available": "3", "x-keap-tenant-throttle-available": "9000|240000"}

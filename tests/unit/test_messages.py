@@ -55,3 +55,24 @@ def test_read_never_raises_whatever_the_record_holds() -> None:
     assert isinstance(read({"body": VALID}), ButtonPressed)
     for body in [POISON[c][0] for c in POISON] + [None, 12]:
         assert isinstance(read({"body": body}), InvalidMessage)  # type: ignore[dict-item]
+
+
+@pytest.mark.parametrize("email", ["o'brien@example.com", "inf!@x.co", "a;b@x.co", "a,b@x.co", "a*b@x.co",
+                                   "a%b@x.co", 'a"b@x.co', "a=b@x.co", "a\\b@x.co"])
+def test_an_email_keap_cannot_look_up_exactly_is_refused_with_the_reason(email: str) -> None:
+    body = json.dumps({"type": "user.signed_up", "user_id": "u1", "email": email})
+    with pytest.raises(InvalidMessage, match="cannot match exactly"):
+        parse(body)
+
+
+@pytest.mark.parametrize("email", ["ada@example.com", "ada.lovelace+news@mail.example.co.uk", "a_b-c@x.io"])
+def test_an_email_keap_can_look_up_is_accepted(email: str) -> None:
+    assert parse(json.dumps({"type": "user.signed_up", "user_id": "u1", "email": email})).email == email  # type: ignore[union-attr]
+
+
+def test_the_contract_refuses_exactly_what_the_lookup_cannot_filter() -> None:
+    from keaplink.actions.messages import UNSEARCHABLE_IN_EMAIL
+    from keaplink.keap.client import FILTER_SPECIAL, filter_safe
+
+    assert UNSEARCHABLE_IN_EMAIL == FILTER_SPECIAL
+    assert not filter_safe("o'brien@example.com")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from keaplink.actions.hold import Holding
+from keaplink.actions.hold import Holding, after_reconnect
 from keaplink.actions.hold_policy import HoldReason, probe_interval
 from keaplink.actions.hold_store import HoldState
 from keaplink.actions.resume import CheckDeps, check, is_queue_event
@@ -51,7 +51,8 @@ def test_scheduled_events_are_told_from_sqs_batches() -> None:
 
 def test_nothing_happens_when_nothing_is_held() -> None:
     world = World(None)
-    assert world.check() == {"outcome": "not_held"} and world.sessions == 0 and world.mapping.changes == []
+    assert world.check() == {"outcome": "not_held", "mapping": "none"}
+    assert world.sessions == 0 and world.mapping.changes == []
 
 
 def test_a_hold_reports_its_age_and_the_waiting_messages_and_calls_nobody_before_its_probe() -> None:
@@ -59,7 +60,10 @@ def test_a_hold_reports_its_age_and_the_waiting_messages_and_calls_nobody_before
     result = world.check()
     assert result["outcome"] == "held" and result["waiting"] == 42 and world.store.waiting == [42]
     assert world.sessions == 0 and world.transport.seen == [] and "QueueHeldSeconds" in world.metrics.names
-    assert world.mapping.changes == ["pause"]  # self-healing, in case the pause failed when the hold began
+    assert "OldestMessageAgeSeconds" in world.metrics.names  # nothing is received while held: the hold's age
+    assert world.mapping.changes == []  # already paused
+    world.mapping.enabled = True  # the pause failed when the hold began (or someone enabled it by hand)
+    assert world.check()["mapping"] == "pause" and world.mapping.changes == ["pause"]
 
 
 def test_keap_serving_again_lifts_the_hold_and_resumes_the_queue() -> None:
@@ -99,30 +103,90 @@ def test_a_probe_answered_with_a_quota_at_the_reserve_does_not_resume() -> None:
 
 def test_a_hold_renewed_during_the_probe_stands() -> None:
     world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW - 1), answer(200, {"tags": []}))
-    original = world.store.clear
+    original = world.store.mark_lifting
 
-    def renewed_meanwhile(seen: HoldState) -> bool:
+    def renewed_meanwhile(seen: HoldState, now: float) -> HoldState | None:
         assert world.store.state is not None
         world.store.state = replace(world.store.state, updated_at=NOW)  # a batch met Keap down again
-        return original(seen)
+        return original(seen, now)
 
-    world.store.clear = renewed_meanwhile  # type: ignore[method-assign]
+    world.store.mark_lifting = renewed_meanwhile  # type: ignore[method-assign]
     assert world.check()["outcome"] == "held" and world.store.state is not None and not world.mapping.enabled
 
 
-def test_a_reconnect_lifts_what_a_reconnect_cures_and_makes_keaps_own_holds_probe_now() -> None:
-    for reason in (HoldReason.NOT_CONNECTED, HoldReason.NEEDS_REAUTH, HoldReason.CREDENTIALS_REFUSED):
+def test_a_reconnect_only_makes_the_probe_due_and_never_touches_the_mapping() -> None:
+    """The callback and the hourly refresh call after_reconnect: the minute check's probe, a call Keap answers,
+    is what lifts a hold, and the minute check is the one place that enables the mapping."""
+    for reason in (HoldReason.NOT_CONNECTED, HoldReason.NEEDS_REAUTH, HoldReason.CREDENTIALS_REFUSED,
+                   HoldReason.KEAP_UNAVAILABLE):
         world = World(hold(reason, NOW + 600))
-        assert Holding(world.store, world.mapping).after_reconnect(NOW) == "resumed"  # type: ignore[arg-type]
-        assert world.store.state is None and world.mapping.enabled
-    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW + 600))
-    assert Holding(world.store, world.mapping).after_reconnect(NOW) == "held"  # type: ignore[arg-type]
-    assert world.store.state is not None and world.store.state.next_probe_at == NOW and not world.mapping.enabled
+        assert after_reconnect(world.store, NOW) == "probe_due"  # type: ignore[arg-type]
+        assert world.store.state is not None and world.store.state.next_probe_at == NOW
+        assert world.mapping.changes == []
     spent = replace(hold(HoldReason.QUOTA_SPENT, NOW + 6 * 3600), until=NOW + 6 * 3600)
     world = World(spent)
-    assert Holding(world.store, world.mapping).after_reconnect(NOW) == "held"  # type: ignore[arg-type]
+    assert after_reconnect(world.store, NOW) == "held"  # type: ignore[arg-type]
     assert world.store.state == spent  # a reconnect does not reset Keap's quota: no wasted probe
+    world = World(hold(HoldReason.PAUSED_BY_OPERATOR, NOW - 1))
+    assert after_reconnect(world.store, NOW) == "held"  # type: ignore[arg-type]
     world = World(None)
-    world.mapping.enabled = False  # paused without a hold (an older version): the safety net resumes
-    assert Holding(world.store, world.mapping).after_reconnect(NOW) == "resumed"  # type: ignore[arg-type]
-    assert world.mapping.enabled
+    world.mapping.enabled = False
+    assert after_reconnect(world.store, NOW) == "flowing"  # type: ignore[arg-type]
+    assert world.mapping.changes == []  # the minute check enables it
+
+
+def test_refused_credentials_are_lifted_only_by_a_probe_keap_answered() -> None:
+    world = World(hold(HoldReason.CREDENTIALS_REFUSED, NOW + 600), answer(401), answer(401))
+    after_reconnect(world.store, NOW)  # type: ignore[arg-type]  # an hourly refresh worked
+    result = world.check()
+    assert result["probe"] == "failed" and world.store.state is not None and not world.mapping.enabled
+    world = World(hold(HoldReason.CREDENTIALS_REFUSED, NOW - 1), answer(200, {"tags": []}))
+    assert world.check()["outcome"] == "resumed" and world.store.state is None
+
+
+def test_a_lift_keeps_the_record_until_the_mapping_reads_enabled() -> None:
+    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW - 1), answer(200, {"tags": []}))
+    world.mapping.transitional = True  # as AWS: Enabling for some seconds
+    assert world.check()["outcome"] == "resuming"
+    assert world.store.state is not None and world.store.state.lifting and world.mapping.state() == "Enabling"
+    assert not world.store.state.blocks(NOW)  # batches that arrive now go ahead
+    assert world.check()["outcome"] == "resuming" and world.store.state is not None  # still Enabling: wait
+    world.mapping.settle()
+    assert world.check() == {"outcome": "resumed", "mapping": "clear"} and world.store.state is None
+    assert len(world.transport.seen) == 1  # one probe, however many minutes the mapping took
+
+
+def test_a_refused_enable_is_retried_next_minute_and_the_hold_is_never_lost() -> None:
+    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW - 1), answer(200, {"tags": []}))
+    world.mapping.refuse = [RuntimeError("ResourceInUseException"), RuntimeError("TooManyRequestsException")]
+    assert world.check()["mapping"] == "refused"
+    assert world.store.state is not None and world.store.state.lifting and not world.mapping.enabled
+    assert world.check()["mapping"] == "refused" and world.store.state is not None
+    assert world.check()["outcome"] == "resumed" and world.store.state is None and world.mapping.enabled
+    assert len(world.transport.seen) == 1
+
+
+def test_a_mapping_found_paused_without_a_hold_is_enabled_again() -> None:
+    world = World(None)
+    world.mapping.enabled = False  # a failed lift of an older version, or a change by hand
+    assert world.check() == {"outcome": "not_held", "mapping": "resume"} and world.mapping.enabled
+    assert world.check() == {"outcome": "not_held", "mapping": "none"}
+
+
+def test_a_held_queue_whose_mapping_is_changing_waits_and_pauses_next_minute() -> None:
+    world = World(hold(HoldReason.KEAP_UNAVAILABLE, NOW + 300))
+    world.mapping.enabled, world.mapping.changing = True, "Updating"
+    assert world.check()["mapping"] == "wait" and world.mapping.changes == []
+    world.mapping.settle()
+    assert world.check()["mapping"] == "pause" and not world.mapping.enabled
+
+
+def test_an_operators_pause_is_never_probed_and_only_resume_lifts_it() -> None:
+    world = World(hold(HoldReason.PAUSED_BY_OPERATOR, NOW - 3600), answer(200, {"tags": []}))
+    world.mapping.enabled = True
+    result = world.check()
+    assert result["outcome"] == "held" and result["mapping"] == "pause" and world.sessions == 0
+    state = world.store.state
+    assert state is not None and state.blocks(NOW + 10 * 86400)
+    world.store.state = replace(state, lifting_at=NOW, next_probe_at=NOW)  # `keaplink resume`
+    assert world.check()["outcome"] == "resumed" and world.mapping.enabled and world.sessions == 0

@@ -95,6 +95,7 @@ class Settings:
     actions_containers: int  # the event source's MaximumConcurrency: the local share when DynamoDB is out of reach
     actions_function: str | None  # whose SQS event source is held while Keap cannot serve
     refresh_lease_s: float
+    aws_timeout_scale: float = 1.0  # local only: the refresh path's AWS timeouts times this (keaplink.aws)
 
     @property
     def is_api_key_mode(self) -> bool:
@@ -137,6 +138,7 @@ def get_settings() -> Settings:
         # The admin functions are told the actions function's name; the actions function knows its own.
         actions_function=_text("ACTIONS_FUNCTION") or _text("AWS_LAMBDA_FUNCTION_NAME") or None,
         refresh_lease_s=_number("REFRESH_LEASE_S", DEFAULT_REFRESH_LEASE_S, 30, 1000),
+        aws_timeout_scale=_number("AWS_TIMEOUT_SCALE", 1.0, 1.0, 30.0),
     )
 
 
@@ -151,6 +153,8 @@ class ClientSettings:
     state_dir: str
     aws_endpoint_url: str | None
     region: str | None
+    connection_table: str | None = None  # `keaplink pause`/`resume` write the hold there
+    connection_id: str = "default"
 
 
 def client_settings() -> ClientSettings:
@@ -163,4 +167,6 @@ def client_settings() -> ClientSettings:
         state_dir=_text("KEAPLINK_STATE_DIR", ".keaplink"),
         aws_endpoint_url=_text("AWS_ENDPOINT_URL") or None,
         region=_text("AWS_REGION") or _text("AWS_DEFAULT_REGION") or None,
+        connection_table=_text("KEAPLINK_CONNECTION_TABLE") or None,
+        connection_id=_text("KEAPLINK_CONNECTION_ID", "default"),
     )

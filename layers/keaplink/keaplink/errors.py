@@ -91,6 +91,11 @@ class TokenPairUnconfirmed(KeapError):
     pair's refresh token up."""
 
 
+class OutcomeUnknown(KeaplinkError):
+    """An action that must not happen twice (a goal, a note) may have happened: an earlier attempt stopped while
+    Keap was being asked. Never retried: dead-lettered for a human to check in Keap."""
+
+
 class OAuthStateInvalid(KeaplinkError):
     """The callback's ``state`` is missing, unknown, expired, already used or not this admin's."""
 

@@ -16,12 +16,13 @@ from collections.abc import Callable
 from functools import lru_cache
 from typing import TYPE_CHECKING, Any
 
-from keaplink.aws import bind_table, make_client
+from keaplink.aws import bind_table, make_client, refresh_path
 from keaplink.config import Settings, get_settings
 from keaplink.observability import MetricsPort
 
 if TYPE_CHECKING:
     from keaplink.actions.batch import ActionsDeps
+    from keaplink.actions.facts import KeapFacts
     from keaplink.actions.hold import Holding, QueueHold
     from keaplink.actions.hold_store import HoldStore, QuotaLog
     from keaplink.actions.hold_table import HoldItem
@@ -100,7 +101,8 @@ def _secret(secret_id: str) -> str:
 def connection_table() -> type[ConnectionItem]:
     from keaplink.connection.table import ConnectionItem
 
-    return bind_table(ConnectionItem, settings().need("connection_table"), settings())
+    # The token, its lease and the sign-in lockout: bounded to fit the refresh's save (keaplink.aws).
+    return bind_table(ConnectionItem, settings().need("connection_table"), settings(), refresh_path(settings()))
 
 
 @lru_cache(maxsize=1)
@@ -257,8 +259,11 @@ def holding(metrics: MetricsPort | None = None) -> Holding:
 
 
 def resume_queue() -> None:
-    """The connection works again (a reconnect, a refresh): lift a hold a reconnect cures, resume the queue."""
-    holding().after_reconnect_quietly(time.time())
+    """The connection works again (a reconnect, a refresh): make a held queue's probe due now; the actions
+    function's minute check lifts the hold and resumes the queue (it alone may change the mapping)."""
+    from keaplink.actions.hold import after_reconnect_quietly
+
+    after_reconnect_quietly(hold_store(), time.time())
 
 
 def queue_status() -> dict[str, Any]:
@@ -266,7 +271,8 @@ def queue_status() -> dict[str, Any]:
     from keaplink.actions.hold_store import describe
 
     store = hold_store()
-    return describe(store.load(), store.load_quota())
+    state, mapping = store.load_all()
+    return describe(state, store.load_quota(), mapping)
 
 
 @lru_cache(maxsize=1)
@@ -347,6 +353,14 @@ def tag_ids() -> TagIds:
     return TagIds(user_store())
 
 
+@lru_cache(maxsize=1)
+def keap_facts() -> KeapFacts:
+    """Per container: the connection's Keap user (notes), read once per Keap app."""
+    from keaplink.actions.facts import KeapFacts
+
+    return KeapFacts()
+
+
 def keap_session(metrics: MetricsPort | None = None, through: Refresher | None = None,
                  deadline: Deadline | None = None, clock: Clock = time.time, probe: bool = False) -> KeapSession:
     """A session with a fresh credential read (the one token read of an SQS batch), within ``deadline``, paced
@@ -369,7 +383,8 @@ def actions(metrics: MetricsPort, through: Refresher | None = None, clock: Clock
 
     via = through or (refresher(metrics, clock) if not settings().is_api_key_mode else None)
     return ActionsDeps(
-        service=ActionService(users=user_store(), tags=tag_ids(), button_tag=settings().button_tag),
+        service=ActionService(users=user_store(), tags=tag_ids(), button_tag=settings().button_tag, metrics=metrics,
+                              facts=keap_facts(), clock=clock),
         open_session=lambda deadline: keap_session(metrics, via, deadline, clock),
         dead_letters=DeadLetterQueue(lambda: aws_client("sqs"), settings().need("dlq_url")),
         holding=holding(metrics),
@@ -405,6 +420,6 @@ def reset() -> None:
     with _clients_lock:
         _clients.clear()
     for cached in (connection_table, data_table, client_credentials, admin_password, rate_limiter, tag_ids,
-                   hold_table, actions_queue, quota_gauge, quota_log, failure_streak, budget_table, priority_budget,
-                   token_cipher):
+                   hold_table, actions_queue, quota_gauge, quota_log, failure_streak, keap_facts, budget_table,
+                   priority_budget, token_cipher):
         cached.cache_clear()

@@ -26,12 +26,12 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from keaplink.actions.hold_policy import Hold, should_hold, stronger
+from keaplink.actions.hold_policy import Hold, opening_hold, should_hold, stronger
 from keaplink.actions.messages import Message, parse
 from keaplink.actions.ordering import predecessors
-from keaplink.actions.queue import requeues
+from keaplink.actions.queue import first_sent_ms, oldest_age_s, requeues
 from keaplink.actions.service import PendingTag
-from keaplink.errors import InvalidMessage, KeapRequestRejected, NotReady, OutOfTime
+from keaplink.errors import InvalidMessage, KeapRequestRejected, NotReady, OutcomeUnknown, OutOfTime
 from keaplink.keap.client import KeapClient
 from keaplink.keap.deadline import Deadline
 from keaplink.observability import MetricsPort, MetricUnit, logger
@@ -109,6 +109,9 @@ class _Findings:
 
 def process_batch(event: dict[str, Any], deps: ActionsDeps, context: Any = None) -> dict[str, Any]:
     records: list[dict[str, Any]] = list(event.get("Records", []))
+    oldest = oldest_age_s(records, deps.clock())
+    if oldest is not None:  # first, so that it is published whatever happens to the batch
+        deps.metrics.add_metric("OldestMessageAgeSeconds", MetricUnit.Seconds, oldest)
     readings = [read(r) for r in records]
     opened = _open_session(records, readings, deps, Deadline.from_context(context, sleep=deps.sleep))
     if isinstance(opened, dict):
@@ -181,6 +184,8 @@ class _Run:
             return step()
         except KeapRequestRejected as exc:
             return _dead_letter(self.deps, record.body, record.message_id, f"Keap rejected the request: {exc}")
+        except (InvalidMessage, OutcomeUnknown) as exc:  # found on the way: an e-mail Keap cannot look up exactly,
+            return _dead_letter(self.deps, record.body, record.message_id, str(exc))  # a goal perhaps achieved
         except Exception as exc:
             self.findings.failed(i, exc, should_hold(exc, self.deps.clock()))
             raise
@@ -242,7 +247,7 @@ def _open_session(records: list[dict[str, Any]], readings: list[Message | Invali
     try:
         return deps.open_session(deadline)
     except Exception as exc:
-        hold = should_hold(exc, now)
+        hold = opening_hold(exc, now)  # KMS, DynamoDB, Secrets Manager, configuration: held, never drained
         if hold is None and not isinstance(exc, OutOfTime):
             raise
         valid = _without_invalid(records, readings, deps)
@@ -265,7 +270,11 @@ def _finish(records: list[dict[str, Any]], failed: set[int], errors: Mapping[int
             deps: ActionsDeps, renew: bool = True) -> dict[str, Any]:
     """Hold if needed, then hand the failed records back — except those on their last chance."""
     if hold is not None and renew:
-        deps.holding.start(hold, deps.clock())
+        try:
+            deps.holding.start(hold, deps.clock())
+        except Exception as exc:  # noqa: BLE001 - e.g. DynamoDB refusing: the records still go back or are rescued
+            logger.error("could not write the hold", extra={"reason": hold.reason.value,
+                                                            "error_type": type(exc).__name__})
     returned: list[str] = []
     for i in sorted(failed):
         record = records[i]
@@ -308,7 +317,7 @@ def _rescue(record: Mapping[str, Any], error: BaseException | None, hold: Hold |
     try:
         if blameless and not (isinstance(error, NotReady) and hold is None and requeues(attributes) >= MAX_REQUEUES):
             delay = NOT_READY_DELAY_S if isinstance(error, NotReady) and hold is None else 0
-            n = deps.queue.requeue(body, message_id, attributes, delay_s=delay)
+            n = deps.queue.requeue(body, message_id, attributes, delay_s=delay, first_sent_ms=first_sent_ms(record))
             deps.metrics.add_metric("MessagesRequeued", MetricUnit.Count, 1)
             logger.info("record re-sent as a fresh message on its last receive",
                         extra={"message_id": message_id, "receive_count": count, "requeues": n,

@@ -13,9 +13,11 @@ from dataclasses import dataclass
 from enum import Enum
 
 from keaplink.errors import (
+    ConfigError,
     KeapAuthError,
     KeapClientConfigError,
     KeapDown,
+    KeaplinkError,
     KeapQuotaSpent,
     KeapThrottledPersistently,
     LeaseBusy,
@@ -38,15 +40,16 @@ class HoldReason(str, Enum):
     THROTTLED = "throttled"  # Keap keeps answering 429 or asked for a long wait
     KEAP_UNAVAILABLE = "keap_unavailable"  # calls in a row failed (5xx, timeouts) after their retries
     REFRESH_BUSY = "refresh_busy"  # the token is expired and another caller's refresh holds the lease
+    OPENING_FAILED = "opening_failed"  # a batch could not open: KMS, DynamoDB, Secrets Manager (not Keap)
+    CONFIG_ERROR = "config_error"  # a deployment that cannot work, e.g. api_key mode with an empty key
+    PAUSED_BY_OPERATOR = "paused_by_operator"  # `keaplink pause`: only `keaplink resume` lifts it
 
-
-# Lifted by a (re)connect: the callback resumes at once. The others need Keap itself to serve again (a probe).
-RECONNECT_REASONS = frozenset({HoldReason.NOT_CONNECTED, HoldReason.NEEDS_REAUTH, HoldReason.CREDENTIALS_REFUSED,
-                               HoldReason.REFRESH_BUSY})
 
 # When two records of a batch meet different reasons, the one a human must act on, then the longest, wins.
-_RANK = [HoldReason.NEEDS_REAUTH, HoldReason.NOT_CONNECTED, HoldReason.CREDENTIALS_REFUSED, HoldReason.QUOTA_SPENT,
-         HoldReason.THROTTLED, HoldReason.KEAP_UNAVAILABLE, HoldReason.REFRESH_BUSY]
+_RANK = [HoldReason.PAUSED_BY_OPERATOR, HoldReason.CONFIG_ERROR, HoldReason.NEEDS_REAUTH, HoldReason.NOT_CONNECTED,
+         HoldReason.CREDENTIALS_REFUSED, HoldReason.QUOTA_SPENT,
+         HoldReason.THROTTLED, HoldReason.KEAP_UNAVAILABLE, HoldReason.OPENING_FAILED,
+         HoldReason.REFRESH_BUSY]
 
 
 @dataclass(frozen=True)
@@ -92,6 +95,22 @@ def should_hold(signal: BaseException, now: float) -> Hold | None:
     return Hold(reason, detail, None, now + FIRST_PROBE_S)
 
 
+def opening_hold(signal: BaseException, now: float) -> Hold | None:
+    """The hold for an error met while a batch *opens* (its one token read): Keap's errors as
+    :func:`should_hold` says; a configuration error, or any error that is not keaplink's own (KMS, DynamoDB,
+    Secrets Manager, botocore), fails every batch alike — held and alarmed, never drained to the DLQ by SQS's
+    ``maxReceiveCount``. The probe opens the same way, so it lifts the hold once opening works again."""
+    hold = should_hold(signal, now)
+    if hold is not None:
+        return hold
+    detail = f"{type(signal).__name__}: {signal}"[:500]
+    if isinstance(signal, ConfigError):
+        return Hold(HoldReason.CONFIG_ERROR, detail, None, now + CREDENTIALS_PROBE_S)
+    if not isinstance(signal, KeaplinkError):
+        return Hold(HoldReason.OPENING_FAILED, detail, None, now + FIRST_PROBE_S)
+    return None
+
+
 def probe_interval(failed_probes: int) -> float:
     """1, 2, 4, 8, then every 15 minutes: an outage of hours costs Keap a handful of calls."""
     return float(min(MAX_PROBE_INTERVAL_S, FIRST_PROBE_S * 2.0 ** min(10, max(0, failed_probes))))
@@ -108,7 +127,8 @@ def after_failed_probe(held: Hold, error: BaseException, failed_probes: int, now
     if met is not None and met.until is not None:
         return met
     reason = met.reason if met is not None else held.reason
-    backoff = CREDENTIALS_PROBE_S if reason is HoldReason.CREDENTIALS_REFUSED else probe_interval(failed_probes + 1)
+    slow = reason in (HoldReason.CREDENTIALS_REFUSED, HoldReason.CONFIG_ERROR)
+    backoff = CREDENTIALS_PROBE_S if slow else probe_interval(failed_probes + 1)
     detail = f"probe failed: {type(error).__name__}: {error}"[:500]
     return Hold(reason, detail, None, now + backoff)
 
@@ -120,3 +140,29 @@ def stronger(current: Hold | None, new: Hold) -> Hold:
     if current.outranks(new):
         return current
     return new if (new.until or new.next_probe_at) >= (current.until or current.next_probe_at) else current
+
+
+# --- the reconciler: what should be (the hold) and what is (the event source mapping) -------------------------
+# An event source mapping is Creating, Enabling, Enabled, Disabling, Disabled, Updating or Deleting (Lambda API,
+# GetEventSourceMapping ``State``); UpdateEventSourceMapping is refused while it changes (ResourceInUseException).
+TRANSITIONAL_STATES = frozenset({"Creating", "Enabling", "Disabling", "Updating", "Deleting"})
+MIXED = "Mixed"  # more than one SQS mapping, some enabled and some not
+
+
+def converge(held: bool, lifting: bool, mapping: str | None) -> str:
+    """What the minute check does so that the mapping agrees with the hold.
+
+    ``held``: a hold stands (the queue should be paused); ``lifting``: Keap serves again (or the operator
+    resumed) and the hold's record waits for the mapping to be enabled; ``mapping``: its state, None when there
+    is none. Returns ``pause``, ``resume``, ``clear`` (the mapping is enabled: the lifted hold's record may go),
+    ``wait`` (the mapping is changing: look again next minute) or ``none``.
+    """
+    if mapping is None:
+        return "clear" if lifting else "none"
+    if mapping in TRANSITIONAL_STATES:
+        return "wait"
+    if held:
+        return "pause" if mapping in ("Enabled", MIXED) else "none"
+    if mapping == "Enabled":
+        return "clear" if lifting else "none"
+    return "resume"  # Disabled (a lift under way, a failed lift, a change by hand) or partly disabled

@@ -10,6 +10,7 @@ from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
 from keaplink.actions.hold_policy import Hold, HoldReason, stronger
+from keaplink.aws import conditional_failed
 from keaplink.keap.quota import pace
 from keaplink.observability import logger
 
@@ -38,13 +39,29 @@ class HoldState:
     last_probe_result: str | None = None
     waiting: int | None = None
     waiting_at: float | None = None
+    lifting_at: float | None = None  # being lifted: the record goes once the event source is enabled
 
     def blocks(self, now: float) -> bool:
-        """No Keap call before the next probe is due (a batch that arrives meanwhile goes straight back)."""
-        return now < self.next_probe_at
+        """No Keap call before the next probe is due (a batch that arrives meanwhile goes straight back); an
+        operator's pause blocks until ``keaplink resume``; a hold being lifted blocks nothing."""
+        if self.lifting_at is not None:
+            return False
+        return self.reason is HoldReason.PAUSED_BY_OPERATOR or now < self.next_probe_at
+
+    @property
+    def lifting(self) -> bool:
+        return self.lifting_at is not None
 
     def as_hold(self) -> Hold:
         return Hold(self.reason, self.detail, self.until, self.next_probe_at)
+
+
+@dataclass(frozen=True)
+class MappingSeen:
+    """The event source mapping's state as the minute check last saw it (the admin panel cannot ask Lambda)."""
+
+    state: str
+    seen_at: float
 
 
 @dataclass(frozen=True)
@@ -60,11 +77,6 @@ class QuotaStatus:
 
 def _num(value: Any) -> float | None:
     return None if value is None else float(value)
-
-
-def conditional_failed(exc: Exception) -> bool:
-    """A pynamodb write refused because its condition did not hold (as opposed to any other failure)."""
-    return getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException"
 
 
 class HoldStore:
@@ -84,13 +96,19 @@ class HoldStore:
 
     # --- the hold --------------------------------------------------------------------------------------
     def load(self) -> HoldState | None:
+        return self.load_all()[0]
+
+    def load_all(self) -> tuple[HoldState | None, MappingSeen | None]:
+        """The hold, and the mapping's state as last seen (one consistent read)."""
         from pynamodb.exceptions import DoesNotExist
 
         try:
             item = self._table().get(self._hold_key, consistent_read=True)
         except DoesNotExist:
-            return None
-        return self._state(item)
+            return None, None
+        seen = (MappingSeen(item.mapping_state, float(item.mapping_seen_at))
+                if item.mapping_state and item.mapping_seen_at is not None else None)
+        return self._state(item), seen
 
     @staticmethod
     def _state(item: HoldItem) -> HoldState | None:
@@ -112,17 +130,20 @@ class HoldStore:
             last_probe_result=item.last_probe_result,
             waiting=None if item.waiting is None else int(item.waiting),
             waiting_at=_num(item.waiting_at),
+            lifting_at=_num(item.lifting_at),
         )
 
-    def _write(self, hold: Hold, now: float, condition: Any = None, extra: list[Any] | None = None) -> HoldState:
+    def _write(self, hold: Hold, now: float, condition: Any = None, extra: list[Any] | None = None,
+               fresh: bool = False) -> HoldState:
         m = self._table()
         item = m(self._hold_key)
         actions = [
+            m.lifting_at.remove(),  # a hold written (or renewed) is not being lifted
+            m.since.set(now) if fresh else m.since.set(m.since | now),  # a hold goes on from when it first started
             m.reason.set(hold.reason.value),
             m.detail.set(hold.detail[:500] or hold.reason.value),
             m.until.set(hold.until) if hold.until is not None else m.until.remove(),
             m.next_probe_at.set(hold.next_probe_at),
-            m.since.set(m.since | now),  # the hold goes on: it started when it first started
             m.updated_at.set(now),
             *(extra or []),
         ]
@@ -134,11 +155,15 @@ class HoldStore:
     def hold(self, hold: Hold, now: float) -> HoldState:
         """Start a hold, or renew the current one (the stronger of the two reasons wins)."""
         current = self.load()
+        lifting = current is not None and current.lifting
+        if lifting:
+            current = None  # the hold being lifted is over: this one starts afresh
         chosen = stronger(current.as_hold() if current is not None else None, hold)
         if current is not None and chosen == current.as_hold() and current.blocks(now):
             return current  # already held for at least as long: nothing to write
         m = self._table()
-        return self._write(chosen, now, extra=[m.probes.set(m.probes | 0)])
+        extra = [m.probes.set(0)] if lifting else [m.probes.set(m.probes | 0)]
+        return self._write(chosen, now, extra=extra, fresh=lifting)
 
     def after_probe(self, seen: HoldState, hold: Hold, result: str, now: float) -> HoldState | None:
         """The probe failed: the hold goes on with ``hold``. None when a batch renewed it meanwhile."""
@@ -165,6 +190,27 @@ class HoldStore:
                                      condition=m.updated_at == seen.updated_at)
         except UpdateError:
             pass  # renewed meanwhile: its own next probe stands
+
+    def mark_lifting(self, seen: HoldState, now: float) -> HoldState | None:
+        """Keap serves again: the hold ``seen`` is being lifted (the minute check removes the record once the
+        mapping is enabled). None when someone renewed it since."""
+        from pynamodb.exceptions import UpdateError
+
+        m = self._table()
+        item = m(self._hold_key)
+        try:
+            item.update(actions=[m.lifting_at.set(now), m.next_probe_at.set(now), m.updated_at.set(now)],
+                        condition=m.updated_at == seen.updated_at)
+        except UpdateError as exc:
+            if conditional_failed(exc):
+                return None
+            raise
+        return self._state(item)
+
+    def record_mapping(self, state: str, now: float) -> None:
+        """The mapping's state as the minute check saw it, for the status page (the item may hold no hold)."""
+        m = self._table()
+        m(self._hold_key).update(actions=[m.mapping_state.set(state), m.mapping_seen_at.set(now)])
 
     def clear(self, seen: HoldState) -> bool:
         """Lift the hold ``seen`` — unless someone renewed it since (then it stands, and False)."""
@@ -245,10 +291,13 @@ class QuotaLog:
             logger.warning("could not record Keap's quota", extra={"error_type": type(exc).__name__})
 
 
-def describe(state: HoldState | None, quota: QuotaStatus | None) -> dict[str, Any]:
-    """Plain values for the admin panel (which does not import this package): the hold and the quota."""
+def describe(state: HoldState | None, quota: QuotaStatus | None,
+             mapping: MappingSeen | None = None) -> dict[str, Any]:
+    """Plain values for the admin panel (which does not import this package): the hold, the quota, and the
+    event source mapping as the minute check last saw it."""
     view: dict[str, Any] = {"held": state is not None}
     if state is not None:
         view.update(asdict(state), reason=state.reason.value)
     view["quota"] = asdict(quota) if quota is not None else None
+    view["mapping"] = asdict(mapping) if mapping is not None else None
     return view

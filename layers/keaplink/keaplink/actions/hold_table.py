@@ -29,6 +29,9 @@ class HoldItem(Model):
     last_probe_result = UnicodeAttribute(null=True)
     waiting = NumberAttribute(null=True)
     waiting_at = NumberAttribute(null=True)
+    lifting_at = NumberAttribute(null=True)  # Keap serves (or the operator resumed): removed once the mapping is on
+    mapping_state = UnicodeAttribute(null=True)  # the event source mapping as the minute check last saw it
+    mapping_seen_at = NumberAttribute(null=True)
     # QUOTA#
     window = UnicodeAttribute(null=True)
     available = NumberAttribute(null=True)

@@ -6,13 +6,15 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from keaplink.actions.sizes import fit
 from keaplink.observability import logger
 
 REQUEUED_FROM = "keaplink-requeued-from"
 REQUEUES = "keaplink-requeues"
+FIRST_SENT = "keaplink-first-sent"  # the original message's SentTimestamp (ms), carried across re-sends
 MAX_DELAY_S = 900  # SQS's longest DelaySeconds
 
 
@@ -46,24 +48,29 @@ class ActionsQueue:
         self._look_up()
         return self._max_receive_count
 
-    def requeue(self, body: str, message_id: str, attributes: Mapping[str, Any], delay_s: int = 0) -> int:
-        """Send ``body`` again as a new message (receive count 0), carrying the record's string attributes and
-        how often it was re-sent. Returns that count."""
+    def requeue(self, body: str, message_id: str, attributes: Mapping[str, Any], delay_s: int = 0,
+                first_sent_ms: int | None = None) -> int:
+        """Send ``body`` again as a new message (receive count 0), carrying the record's string attributes, how
+        often it was re-sent and when it was first sent. Returns that count."""
         count = _int(_attr(attributes, REQUEUES)) + 1
         carried = {k: {"DataType": v.get("dataType", "String"), "StringValue": str(v["stringValue"])}
                    for k, v in attributes.items()
                    if isinstance(v, Mapping) and v.get("stringValue") is not None
-                   and k not in (REQUEUES, REQUEUED_FROM)}
+                   and k not in (REQUEUES, REQUEUED_FROM, FIRST_SENT)}
         origin = _attr(attributes, REQUEUED_FROM) or message_id
+        # Ours are kept; the carried ones (SQS allows 10 attributes in all) are dropped, last first, where the body
+        # is so large that they would not fit beside it.
+        ours = {
+            REQUEUED_FROM: {"DataType": "String", "StringValue": origin},
+            REQUEUES: {"DataType": "Number", "StringValue": str(count)},
+            **({FIRST_SENT: {"DataType": "Number", "StringValue": str(first_sent_ms)}} if first_sent_ms else {}),
+        }
+        fitting = fit(body, required=ours, optional=dict(list(carried.items())[:10 - len(ours)]))
         self._sqs().send_message(
             QueueUrl=self._url(),
             MessageBody=body,
             DelaySeconds=max(0, min(MAX_DELAY_S, delay_s)),
-            MessageAttributes={
-                **dict(list(carried.items())[:8]),  # SQS allows 10 attributes: ours are the other two
-                REQUEUED_FROM: {"DataType": "String", "StringValue": origin},
-                REQUEUES: {"DataType": "Number", "StringValue": str(count)},
-            },
+            **({"MessageAttributes": fitting} if fitting else {}),
         )
         return count
 
@@ -99,3 +106,20 @@ def _int(value: str | None) -> int:
 def requeues(attributes: Mapping[str, Any]) -> int:
     """How often a record was re-sent already (its ``keaplink-requeues`` attribute)."""
     return _int(_attr(attributes, REQUEUES))
+
+
+def first_sent_ms(record: Mapping[str, Any]) -> int | None:
+    """When a record's message was first sent (epoch ms): its ``keaplink-first-sent`` attribute if it was re-sent,
+    else SQS's ``SentTimestamp``. None when neither is known."""
+    carried = _int(_attr(record.get("messageAttributes") or {}, FIRST_SENT))
+    if carried:
+        return carried
+    sent = _int(str((record.get("attributes") or {}).get("SentTimestamp") or 0))
+    return sent or None
+
+
+def oldest_age_s(records: Sequence[Mapping[str, Any]], now: float) -> float | None:
+    """keaplink's own "oldest waiting message" figure for a batch: unlike SQS's ``ApproximateAgeOfOldestMessage``
+    it counts records received three times or more, and re-sent ones from their first sending."""
+    sent = [s for s in (first_sent_ms(r) for r in records) if s]
+    return max(0.0, now - min(sent) / 1000.0) if sent else None

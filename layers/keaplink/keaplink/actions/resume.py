@@ -1,11 +1,16 @@
-"""The actions function's scheduled check (EventBridge, every minute): while the queue is held, say how long
-and how many messages wait; when the hold's probe is due, call Keap once — a cheap list of one tag, through
-the same session the batches use (token refreshed if due, quota read) — and if Keap serves, lift the hold and
-resume the queue. A failed probe backs off (1, 2, 4, 8, then every 15 minutes) or waits for the quota's reset,
-so an outage of hours costs Keap a handful of calls.
+"""The actions function's scheduled check (EventBridge, every minute): the hold as a reconciler. What should be
+(the ``HOLD#`` record) and what is (the event source mapping) converge (:meth:`Holding.reconcile`): a held queue's
+mapping is disabled, a lifted hold's record goes once the mapping is enabled, and a mapping found disabled with no
+hold (a failed lift, a change by hand) is enabled again — the timeline says so. A change AWS refuses or has not
+finished is retried next minute.
 
-Not held: nothing happens (one DynamoDB read). A queue paused without a hold is resumed by the hourly refresh
-check, as before — not here, so an operator can still pause the mapping by hand without a minute's fight.
+While held: say how long and how many messages wait; when the hold's probe is due, call Keap once — a cheap list
+of one tag, through the same session the batches use (token refreshed if due, quota read) — and if Keap answered,
+lift the hold. A failed probe backs off (1, 2, 4, 8, then every 15 minutes) or waits for the quota's reset, so an
+outage of hours costs Keap a handful of calls. An operator's pause (``keaplink pause``) is never probed.
+
+Not held: one DynamoDB read and one ListEventSourceMappings call. To pause the queue, an operator runs
+``keaplink pause`` (a hold like any other): a mapping disabled by hand is enabled again within a minute.
 """
 
 from __future__ import annotations
@@ -46,19 +51,26 @@ def is_queue_event(event: Any) -> bool:
 
 def check(deps: CheckDeps, context: Any = None) -> dict[str, Any]:
     now = deps.clock()
-    state = deps.holding.store.load()
-    if state is None:
-        return {"outcome": "not_held"}
+    state, seen = deps.holding.store.load_all()
+    if state is None or state.lifting:
+        converged = deps.holding.reconcile(now, state, seen)
+        if state is None:
+            return {"outcome": "not_held", "mapping": converged}
+        return {"outcome": "resumed" if converged == "clear" else "resuming", "mapping": converged}
     deps.metrics.add_metric("QueueHeldSeconds", MetricUnit.Seconds, now - state.since)
     summary: dict[str, Any] = {"reason": state.reason.value, "since": state.since, "until": state.until,
                                "next_probe_at": state.next_probe_at}
     try:
         summary["waiting"] = deps.queue.waiting()
         deps.holding.store.note_waiting(summary["waiting"], now)
+        if summary["waiting"]:  # nothing is received while held, so no record says its age: the hold's age (true
+            #                     for messages from before the hold, an overstatement for later ones — the alarms
+            #                     err toward telling; SQS itself cannot be peeked: a peek is a receive)
+            deps.metrics.add_metric("OldestMessageAgeSeconds", MetricUnit.Seconds, now - state.since)
     except Exception as exc:  # noqa: BLE001 - a count for the status page; the hold goes on without it
         logger.warning("could not count the waiting messages", extra={"error_type": type(exc).__name__})
+    summary["mapping"] = deps.holding.reconcile(now, state, seen)  # a pause that failed or was refused
     if state.blocks(now):
-        deps.holding.pause_quietly()  # self-healing: a pause that failed when the hold began
         return {"outcome": "held", **summary}
     session: KeapSession | None = None
     try:
@@ -67,6 +79,8 @@ def check(deps: CheckDeps, context: Any = None) -> dict[str, Any]:
         session.request(method, path, "probe", params=params)
         if session.blocked is not None:
             raise session.blocked  # Keap answered, and its answer says stop (e.g. the quota is at the reserve)
+        if session.calls < 1:
+            raise NotAnswered("the probe reached no Keap answer")  # only a call Keap answered lifts a hold
     except Exception as exc:  # noqa: BLE001 - any failure of the one probe call: Keap still cannot serve
         hold = after_failed_probe(state.as_hold(), exc, state.probes, now)
         deps.holding.store.after_probe(state, hold, f"{type(exc).__name__}: {exc}", now)
@@ -79,4 +93,9 @@ def check(deps: CheckDeps, context: Any = None) -> dict[str, Any]:
         if session is not None and session.quota is not None:
             deps.record_quota(session.quota)
     lifted = deps.holding.lift(state, now)
-    return {"outcome": "resumed" if lifted else "held", "probe": "ok", **summary}
+    outcome = {"clear": "resumed", "renewed": "held"}.get(lifted, "resuming")
+    return {"outcome": outcome, "probe": "ok", **summary, "mapping": lifted}
+
+
+class NotAnswered(Exception):
+    """The probe returned without a Keap answer (nothing to lift a hold on)."""

@@ -27,6 +27,16 @@ class TagIds:
         self._lock = threading.Lock()
 
     def get(self, name: str, keap: KeapClient) -> str:
+        """The tag's id, the tag created in Keap if it does not exist."""
+        tag_id = self._lookup(name, keap, create=True)
+        assert tag_id is not None  # created when absent
+        return tag_id
+
+    def find(self, name: str, keap: KeapClient) -> str | None:
+        """The tag's id, or None when Keap has no such tag (nothing created: removing it needs no tag)."""
+        return self._lookup(name, keap, create=False)
+
+    def _lookup(self, name: str, keap: KeapClient, create: bool) -> str | None:
         key = (keap.tenant, name)
         if key in self._memory:
             return self._memory[key]
@@ -35,7 +45,9 @@ class TagIds:
                 return self._memory[key]
             tag_id = self._cache.cached_tag_id(keap.tenant, name)
             if tag_id is None:
-                tag_id = keap.find_tag_id(name) or self._create(name, keap)
+                tag_id = keap.find_tag_id(name) or (self._create(name, keap) if create else None)
+                if tag_id is None:
+                    return None
                 self._cache.cache_tag_id(keap.tenant, name, tag_id)
             self._memory[key] = tag_id
             return tag_id

@@ -8,6 +8,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from keaplink.actions.once import EVENT_MEMORY_S, Claim
+
 if TYPE_CHECKING:
     from keaplink.actions.table import DataItem
 
@@ -32,6 +34,10 @@ class UserRecord:
 def _record(user_id: str, item: DataItem) -> UserRecord:
     return UserRecord(user_id, item.contact_id, item.email, frozenset(item.tags or ()), item.tenant,
                       frozenset(item.contact_tag_ids or ()))
+
+
+def _event_key(user_id: str, event_id: str) -> str:
+    return f"USER#{user_id}#EVENT#{event_id}"  # neither id may hold "#" (the message contract)
 
 
 def _tag_key(tenant: str | None, name: str) -> str:
@@ -73,9 +79,61 @@ class UserStore:
             actions.append(m.tags.remove())
         m(f"USER#{user_id}").update(actions=actions)
 
+    def record_opt_status(self, user_id: str, status: str) -> None:
+        """Keap kept the user's address out of marketing despite consent (an unsubscribe): remembered, for support."""
+        m = self._table()
+        m(f"USER#{user_id}").update(actions=[m.opt_status.set(status), m.updated_at.set(time.time())])
+
     def mark_tagged(self, user_id: str, tag: str) -> None:
         m = self._table()
         m(f"USER#{user_id}").update(actions=[m.tags.add({tag}), m.updated_at.set(time.time())])
+
+    def unmark_tagged(self, user_id: str, tag: str, tag_id: str | None) -> None:
+        """The tag is being removed: forgotten before Keap is asked, so a later tag applies it again (memory that
+        misses a tag costs one idempotent applyTags; memory that claims one wrongly would skip it)."""
+        m = self._table()
+        actions: list[Any] = [m.tags.delete({tag}), m.updated_at.set(time.time())]
+        if tag_id is not None:
+            actions.append(m.contact_tag_ids.delete({tag_id}))
+        m(f"USER#{user_id}").update(actions=actions)
+
+    def claim_event(self, user_id: str, event_id: str, now: float) -> Claim:
+        """Claim the event for this attempt (a conditional put), or what another attempt left."""
+        from pynamodb.exceptions import DoesNotExist, PutError
+
+        from keaplink.aws import conditional_failed
+
+        m = self._table()
+        key = _event_key(user_id, event_id)
+        try:
+            m(key, claimed_at=now, ttl=int(now + EVENT_MEMORY_S)).save(condition=m.pk.does_not_exist())
+            return Claim(mine=True, claimed_at=now)
+        except PutError as exc:
+            if not conditional_failed(exc):
+                raise
+        try:
+            item = m.get(key, consistent_read=True)
+        except DoesNotExist:  # released in between: another attempt failed without acting; claim it next time
+            return Claim(mine=False, claimed_at=now)
+        return Claim(mine=False, done=item.event_done is not None, claimed_at=item.claimed_at, outcome=item.outcome)
+
+    def finish_event(self, user_id: str, event_id: str, outcome: str, now: float) -> None:
+        m = self._table()
+        m(_event_key(user_id, event_id)).update(actions=[m.event_done.set(now), m.outcome.set(outcome[:200]),
+                                                         m.ttl.set(int(now + EVENT_MEMORY_S))])
+
+    def release_event(self, user_id: str, event_id: str, claimed_at: float) -> None:
+        """Keap did not act: drop this attempt's claim (only its own), so a retry or a redrive may try again."""
+        from pynamodb.exceptions import DeleteError
+
+        from keaplink.aws import conditional_failed
+
+        m = self._table()
+        try:
+            m(_event_key(user_id, event_id)).delete(condition=m.claimed_at == claimed_at)
+        except DeleteError as exc:
+            if not conditional_failed(exc):
+                raise
 
     def cached_tag_id(self, tenant: str | None, name: str) -> str | None:
         from pynamodb.exceptions import DoesNotExist

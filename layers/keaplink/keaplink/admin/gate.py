@@ -7,8 +7,9 @@
 3. Credentials (a Basic header from a script, or the sign-in form) from a source locked out for failing
    too often: refused after one table read, still without the secret and without comparing the password:
    a right guess must look exactly like a wrong one while the lock holds.
-4. Otherwise the password (cached by the composition root for 5 minutes) is compared in constant time
-   (:func:`keaplink.admin.auth.credentials_match`). A wrong one counts a failure against its source.
+4. Otherwise the attempt is counted against its source (a conditional write that refuses past the limit:
+   then locked out), and only then the password (cached by the composition root for 5 minutes) compared in
+   constant time (:func:`keaplink.admin.auth.credentials_match`). A right one gives its count back.
 """
 
 from __future__ import annotations
@@ -88,13 +89,17 @@ class Gate:
 
     def _try(self, creds: tuple[str, str], source_ip: str) -> Verdict:
         failures = self.failures()
-        locked = locked_for(failures.load(source_ip), self.clock())
+        now = self.clock()
+        locked = locked_for(failures.load(source_ip), now)  # a locked source costs one read, no write
         if locked:
             return LockedOut(locked)
-        password = self._usable_password()
+        password = self._usable_password()  # a broken secret fails closed before anything is counted
+        locked = failures.count(source_ip, now)
+        if locked:
+            return LockedOut(locked)
         if credentials_match(creds, password):
+            failures.give_back(source_ip)
             return Admitted(creds[0])
-        failures.add(source_ip, self.clock())
         return Refused(Refusal.WRONG_CREDENTIALS)
 
     def _usable_password(self) -> str:

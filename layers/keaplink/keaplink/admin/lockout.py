@@ -3,7 +3,9 @@
 One item per source in the connection table, ``AUTHFAIL#<hash of the source IP>``: a failure count in a
 fixed window of 15 minutes, with a DynamoDB TTL so that old items go away on their own. Ten failures lock
 the source out until its window ends, so one address can try at most 10 passwords per 15 minutes (960 a
-day, against ~864,000 a day at the stage's 10 requests/s before).
+day, against ~864,000 a day at the stage's 10 requests/s before). An attempt is counted before its password
+is compared, by a conditional write that cannot pass the limit, and given back when the password was right:
+concurrent guesses cannot outrun the count, and a right password never uses up the window.
 
 An IPv6 source counts by its /64. The source is hashed so that the key has one shape and the table lists
 no raw addresses; an IPv4 hash is easily reversed, so this is tidiness, not anonymity. The address is API
@@ -75,29 +77,51 @@ class FailedSignIns:
             return None
         return Attempts(int(item.failures), float(item.window_until))
 
-    def add(self, source_ip: str, now: float) -> Attempts:
-        """Count one failure: in the source's current window, or in a new one when there is none."""
+    def count(self, source_ip: str, now: float, max_attempts: int = MAX_FAILURES) -> int:
+        """Count one attempt before its password is compared, atomically: 0 when counted, else the seconds the
+        source stays locked out (it had used its window's attempts, and this one is not counted).
+
+        The count goes up only while it is under ``max_attempts`` (a condition DynamoDB checks in the same
+        write), so however many guesses race, at most ``max_attempts`` per window get to a comparison.
+        """
         from pynamodb.exceptions import UpdateError
 
         from keaplink.aws import conditional_failed
 
         m = self._table()
         item = m(source_key(source_ip))
-        for _ in range(3):  # two failures racing to open a window: the loser counts in the winner's
+        until = now + self.window_s
+        for _ in range(3):  # two attempts racing to open a window: the loser counts in the winner's
             try:
-                item.update(actions=[m.failures.add(1)], condition=m.window_until > now)
-                break
+                item.update(actions=[m.failures.add(1)],
+                            condition=(m.window_until > now) & (m.failures < max_attempts))
+                return 0
             except UpdateError as exc:
                 if not conditional_failed(exc):
                     raise
-            until = now + self.window_s
             try:
                 item.update(
                     actions=[m.failures.set(1), m.window_until.set(until), m.ttl.set(int(until + 3600))],
                     condition=m.window_until.does_not_exist() | (m.window_until <= now),
                 )
-                break
+                return 0
             except UpdateError as exc:
                 if not conditional_failed(exc):
                     raise
-        return Attempts(int(item.failures or 0), float(item.window_until or now))
+            locked = locked_for(self.load(source_ip), now, max_attempts)
+            if locked:
+                return locked
+        return max(1, math.ceil(self.window_s))  # the window keeps changing under us: refuse (fails closed)
+
+    def give_back(self, source_ip: str) -> None:
+        """Uncount an attempt whose password was right: a script that signs in often is never locked out."""
+        from pynamodb.exceptions import UpdateError
+
+        from keaplink.aws import conditional_failed
+
+        m = self._table()
+        try:
+            m(source_key(source_ip)).update(actions=[m.failures.add(-1)], condition=m.failures > 0)
+        except UpdateError as exc:
+            if not conditional_failed(exc):  # nothing to give back: the window was reset meanwhile
+                raise

@@ -75,6 +75,9 @@ _HOLD_REASONS = {
     "throttled": "Keap keeps throttling",
     "keap_unavailable": "Keap is unavailable",
     "refresh_busy": "a token refresh is in progress",
+    "opening_failed": "a batch could not open (AWS: KMS, DynamoDB or Secrets Manager refused)",
+    "config_error": "keaplink's configuration cannot work (see the detail)",
+    "paused_by_operator": "paused by an operator (keaplink resume lifts it)",
 }
 
 
@@ -88,15 +91,22 @@ def _queue_card(queue: dict[str, Any] | None) -> str:
             ("Why", _HOLD_REASONS.get(reason, reason)),
             ("Held since", queue.get("since") or "—"),
             ("Until", queue.get("until") or ("a reconnect" if reason in ("not_connected", "needs_reauth")
+                                               else "keaplink resume" if reason == "paused_by_operator"
                                                else "unknown — Keap is probed")),
             ("Next probe", queue.get("next_probe_at") or "—"),
             ("Messages waiting", "—" if queue.get("waiting") is None else str(queue["waiting"])),
             ("Detail", queue.get("detail") or "—"),
         ]
+        if queue.get("lifting_at"):
+            rows.insert(0, ("Resuming", f"Keap serves again ({queue['lifting_at']}): the hold ends once the event "
+                                        "source is enabled"))
         badge = "<span class='badge held' id='queue-status'>Held</span>"
     else:
         rows = []
         badge = "<span class='badge flowing' id='queue-status'>Flowing</span>"
+    mapping = queue.get("mapping")
+    if mapping:
+        rows.append(("Event source", f"{mapping.get('state')} (seen {mapping.get('seen_at')})"))
     quota = queue.get("quota")
     if quota:
         limit = f" of {quota['limit']:,}" if quota.get("limit") else ""

@@ -91,6 +91,12 @@ def url_path(url: str) -> str:
     return f"/{path}".rstrip("/")
 
 
+def state_cookie(state: str, https: bool, max_age: int) -> str:
+    """``Set-Cookie`` for the OAuth state: ``Lax``, so that Keap's redirect back (a top-level GET from another
+    site) carries it; ``max_age=0`` with an empty value clears it."""
+    return f"{STATE_COOKIE}={state}; Max-Age={max_age}; Path=/; HttpOnly; SameSite=Lax" + ("; Secure" if https else "")
+
+
 def cookie_value(cookies: list[str] | str | None, name: str = STATE_COOKIE) -> str | None:
     """Find one cookie in a Cookie header (or API Gateway's list of cookies)."""
     if not cookies:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
-from keaplink.admin.request import STATE_COOKIE
+from keaplink.admin.request import state_cookie
 from keaplink.connection.decision import next_refresh_at
 from keaplink.connection.oauth import authorize_url
 from keaplink.connection.states import STATE_LIFETIME_S
@@ -46,7 +46,10 @@ def queue_view(queue: Mapping[str, Any] | None) -> dict[str, Any] | None:
             "last_probe_result": queue.get("last_probe_result"),
             "waiting": queue.get("waiting"),
             "waiting_at": iso(queue.get("waiting_at")),
+            "lifting_at": iso(queue.get("lifting_at")),  # Keap serves: waiting for the event source to be on
         })
+    mapping = queue.get("mapping")  # the event source mapping as the minute check last saw it
+    view["mapping"] = None if not mapping else {"state": mapping.get("state"), "seen_at": iso(mapping.get("seen_at"))}
     quota = queue.get("quota")
     view["quota"] = None if not quota else {
         "window": quota.get("window"),
@@ -145,11 +148,8 @@ def start_connect(
     secure_cookie: bool,
 ) -> ConnectStart:
     state = states.issue(admin, now)
-    cookie = (
-        f"{STATE_COOKIE}={state}; Max-Age={STATE_LIFETIME_S}; Path=/; HttpOnly; SameSite=Lax"
-        + ("; Secure" if secure_cookie else "")
-    )
-    return ConnectStart(location=authorize_url(keap_authorize_url, client_id, callback_url, state), cookie=cookie)
+    return ConnectStart(location=authorize_url(keap_authorize_url, client_id, callback_url, state),
+                        cookie=state_cookie(state, secure_cookie, STATE_LIFETIME_S))
 
 
 def complete_connect(

@@ -27,11 +27,11 @@ from keaplink.admin.auth import (
 )
 from keaplink.admin.gate import Admitted, Gate, LockedOut, Refusal, Refused, Verdict
 from keaplink.admin.request import (
-    STATE_COOKIE,
     RequestContext,
     cookie_value,
     public_base_url,
     source_ip,
+    state_cookie,
     url_origin,
     url_path,
 )
@@ -328,9 +328,8 @@ def callback(app: APIGatewayRestResolver, states: StateStore, store: TokenStore,
                      timeline=timeline)
     # A page that moves on by itself rather than a redirect: after Keap's cross-site redirect, the browser
     # sends the SameSite=Strict session cookie only on a navigation this site starts.
-    clear = f"{STATE_COOKIE}=; Max-Age=0; Path=/; HttpOnly; SameSite=Lax"
     return html(200, pages.continue_page(pages.DONE_MESSAGES["connected"], f"{ctx.base_path}/?done=connected"),
-                {"Set-Cookie": clear})
+                {"Set-Cookie": state_cookie("", ctx.is_https, max_age=0)})
 
 
 def sign_in_form(app: APIGatewayRestResolver) -> Response[str]:

@@ -85,7 +85,9 @@ class RefreshTimings:
     backoff_base_s: float = 0.5
     save_attempts: int = 5
     keap_call_s: float = 10.0  # the longest a token-endpoint call may take (the HTTP timeout, KEAP_HTTP_TIMEOUT)
-    save_s: float = 5.0  # kept after Keap's answer for saving it (DynamoDB and KMS, with retries)
+    # Kept after Keap's answer for saving it: one save's AWS calls at their bounds (keaplink.aws.REFRESH_PATH)
+    # fit here; retries use what the deadline has left.
+    save_s: float = 5.0
     max_backoff_s: float = 5.0  # a longer Retry-After from the token endpoint is not slept on, lease in hand
     keep_valid_s: float = 60.0  # a due token this far from expiry may still be used when its refresh fails
 

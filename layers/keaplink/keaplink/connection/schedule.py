@@ -47,7 +47,7 @@ def run_scheduled(
         logger.warning("scheduled refresh did not refresh", extra={"outcome": outcome, "error": str(exc)})
         return {"outcome": outcome, "error": str(exc)}
     if resume_queue is not None:
-        resume_queue()  # the connection works: lift a hold a reconnect cures (a safety net for the callback)
+        resume_queue()  # the connection works: a hold's probe is due now (a safety net for the callback)
     token = result.connection.token
     seconds_left = (token.expires_at - refresher.clock()) if token else 0.0
     metrics.add_metric("SecondsUntilExpiry", MetricUnit.Seconds, seconds_left)

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 from keaplink.connection.token import Connection, Status, Token
 from keaplink.errors import TokenConflict
 
+SAVE_CALLS = 3  # AWS calls in one save of a token pair (store_refreshed): two KMS Encrypt, one UpdateItem
+
 if TYPE_CHECKING:
     from keaplink.connection.crypto import Cipher
     from keaplink.connection.table import ConnectionItem
@@ -116,7 +118,8 @@ class TokenStore:
         )
 
     def store_refreshed(self, token: Token, expected_version: int, now: float) -> Connection:
-        """Save a refreshed token only if nobody wrote since ``expected_version``; releases the lease."""
+        """Save a refreshed token only if nobody wrote since ``expected_version``; releases the lease.
+        ``SAVE_CALLS`` AWS calls: KMS Encrypt of each token, then one conditional UpdateItem."""
         m = self._table()
         return self._update(
             [*self._token_actions(token), m.version.set(expected_version + 1), m.refreshed_at.set(now),

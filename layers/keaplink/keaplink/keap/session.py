@@ -153,8 +153,12 @@ class KeapSession:
     def tenant(self) -> str | None:
         return self._credential.tenant
 
-    def request(self, method: str, path: str, what: str, **kwargs: Any) -> requests.Response:
-        """One REST call, retried in place on a 401 (once per session), a short 429 or one 5xx/timeout."""
+    def request(self, method: str, path: str, what: str, *, repeatable: bool = True,
+                **kwargs: Any) -> requests.Response:
+        """One REST call, retried in place on a 401 (once per session), a short 429 or one 5xx/timeout.
+
+        ``repeatable=False`` (a goal, a note: Keap would act twice): a call that got no answer is not sent
+        again here, since Keap may have acted; the caller decides what an unknown outcome means."""
         transient = throttled = 0
         while True:
             self._raise_if_blocked()
@@ -186,7 +190,7 @@ class KeapSession:
                 continue  # with a limiter, the next attempt's acquire() waits until the pause is over
             except KeapUnavailable as exc:
                 transient += 1
-                if transient >= self._retries.transient_attempts:
+                if transient >= self._retries.transient_attempts or (not repeatable and exc.status == 0):
                     self._call_failed(exc)
                     raise
                 self._deadline.wait(random.uniform(0.2, 0.6) * transient, what)

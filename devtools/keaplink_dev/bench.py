@@ -192,6 +192,7 @@ class WorkerReport:
     log_bytes: int = 0  # what the handler wrote to stdout (logs, EMF metrics): CloudWatch Logs' ingestion
     aws: dict[str, Any] = field(default_factory=dict)  # bench_cost.AwsCalls.snapshot()
     budget: dict[str, int] = field(default_factory=dict)  # the shared budget's writes, conflicts, dropped slots
+    cpu_s: float = 0.0  # the container's CPU time over its batches (every thread)
     error: str = ""
 
 
@@ -260,9 +261,10 @@ def _worker(index: int, env: dict[str, str], inbox: Any, feedback: Any, ready: A
                 batch = inbox.get(timeout=0.02)
             except queue_module.Empty:
                 continue
-            began = time.time()
+            began, cpu = time.time(), time.process_time()
             response = handler({"Records": batch}, context)
             ended = time.time()
+            report.cpu_s += time.process_time() - cpu
             report.invocations += 1
             report.busy_s += ended - began
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
@@ -275,7 +277,8 @@ def _worker(index: int, env: dict[str, str], inbox: Any, feedback: Any, ready: A
         from keaplink import root
 
         budget = root.rate_limiter()
-        report.budget = {"writes": budget.writes, "conflicts": budget.conflicts, "dropped": budget.dropped,
+        report.budget = {"writes": budget.writes, "conflicts": budget.conflicts, "reads": budget.reads,
+                         "dropped": budget.dropped, "late": budget.late,
                          "fallbacks": budget.fallbacks}
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the run
         report.error = f"{type(exc).__name__}: {exc}"
@@ -665,9 +668,11 @@ class Bench:
             env["KEAP_RATE_BUDGET"] = f"{self.s.rate_budget:g}"
         started = time.time()
         poller = Poller(source, self.s.visibility_s, self.s.poll_cycle_s if low_traffic else None)
+        moto_cpu = _cpu_s(self.procs[0].pid)
         with self.other_callers(callers) as others:
             run = poller.run(env, schedule, self.s.timeout_s)
         ended = time.time()
+        moto_cpu = _cpu_s(self.procs[0].pid) - moto_cpu
         everyone = self.keap_log(started, ended)
         probes = others["probes"] + others["failed"] if callers else 0
         # The containers' calls: the probes (GET /v2/tags?page_size=1, from this process) set apart.
@@ -691,6 +696,9 @@ class Bench:
             "presses_per_keap_call": presses / len(log) if log else math.inf,
             "throttled_429": throttled,
             "peak_1s_requests": peak_per_second(everyone),  # every caller: the probe and the token endpoint too
+            # CPU per event: the DynamoDB emulator's and the containers' (2 cores shared: their sum bounds the rate)
+            "cpu_ms_per_event": {"moto": 1000 * moto_cpu / run.events,
+                                 "containers": 1000 * sum(r.cpu_s for r in run.reports) / run.events},
             "concurrency": source.concurrency,
             "batch_size_setting": source.batch_size,
             "window_s": source.window_s,
@@ -725,8 +733,8 @@ class Bench:
             "usage_per_event": per_event,
             "cost_per_million": per_million(per_event),
             "log_bytes_per_event": sum(r.log_bytes for r in run.reports) / run.events,
-            "budget": {k: sum(r.budget.get(k, 0) for r in run.reports) for k in ("writes", "conflicts", "dropped",
-                                                                                 "fallbacks")},
+            "budget": {k: sum(r.budget.get(k, 0) for r in run.reports) for k in ("writes", "conflicts", "reads",
+                                                                                 "dropped", "late", "fallbacks")},
         })
 
     def check_end_state(self, events: list[tuple[str, str, str]]) -> int:
@@ -864,6 +872,16 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
+def _cpu_s(pid: int) -> float:
+    """A process's CPU time so far (user + system, from /proc; 0 where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
+
+
 def peak_per_second(log: list[dict[str, Any]]) -> int:
     """The most allowed requests in any one-second window (sliding, as Keap's spike arrest counts)."""
     stamps = sorted(r["t"] for r in log if r["status"] != 429)
@@ -951,6 +969,13 @@ def _load_rows(r: dict[str, Any], row: Row) -> None:
     row(f"  presses/s with {burst['concurrency']} containers (vs Keap's ceiling at that many per call)",
         f"{burst['events_per_s']:.0f}/s in {burst['elapsed_s']:.1f} s ({vs_ceiling(burst)})", ">= 400",
         burst["events_per_s"] >= 400)
+    cpu = burst.get("cpu_ms_per_event")
+    if cpu:
+        per_press = cpu["moto"] + cpu["containers"]
+        updates = burst["aws_calls"].get("dynamodb:UpdateItem", 0) / burst["events"]
+        row("  CPU per press: DynamoDB emulator + containers (2 cores: the machine's ceiling)",
+            f"{cpu['moto']:.1f} + {cpu['containers']:.1f} ms ({2000 / per_press:.0f} presses/s at most; "
+            f"{updates:.2f} UpdateItem/press)", "(info)", None)
     others = burst.get("other_callers") or {}
     if others:
         row("  during the burst: probes / refreshes / failed (priority slots of the same budget)",
@@ -968,8 +993,9 @@ def _load_rows(r: dict[str, Any], row: Row) -> None:
         "<= 25", busiest <= 25)
     budget = {k: sum(x["budget"][k] for x in (burst, new, known)) for k in burst["budget"]}
     calls = sum(x["keap_requests"] for x in (burst, new, known))
-    row("shared budget: writes / conflicts / dropped slots / fallbacks (burst + mixes)",
-        f"{budget['writes']} / {budget['conflicts']} / {budget['dropped']} / {budget['fallbacks']} for {calls} calls",
+    row("shared budget: writes / refused / reads / slots dropped / late wake-ups / fallbacks (burst + mixes)",
+        f"{budget['writes']} / {budget['conflicts']} / {budget['reads']} / {budget['dropped']} / {budget['late']} / "
+        f"{budget['fallbacks']} for {calls} calls",
         "(info)", None)
     share = new["keap_requests_per_s"] / KEAP_SPIKE_PER_S
     row("Keap requests/s in the new-people mix vs 25/s", f"{new['keap_requests_per_s']:.1f}/s = {share:.0%}",

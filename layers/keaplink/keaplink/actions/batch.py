@@ -1,7 +1,7 @@
 """One SQS batch of the actions function: read each body once, read the token once, run records concurrently
 (one user's records in arrival order), report partial failures — and hold the queue when Keap cannot serve.
 
-What happens to a record, by type (see the README's table):
+What happens to a record, by type (see the table in docs/sending-events.md):
 
 * its body can never be a message → the DLQ with the reason, at once;
 * Keap refused the request for this message (400, 404, …) → the DLQ with Keap's answer;

@@ -1,11 +1,9 @@
 """The composition root: the one place that builds keaplink's collaborators from configuration.
 
-Handlers ask it for what they need and hand that to one package. Everything is built on first use and
-cached for the container's life (clients, bound tables, the Keap client secret, the rate limiter, the
-tag-id cache) — except the admin password, cached for 5 minutes so that a rotation takes effect within
-minutes in warm containers too. :func:`reset` forgets it all, so tests point keaplink elsewhere by changing
-the environment. Packages are imported inside the factories: a function imports only the part of the layer
-it uses.
+Everything is built on first use and kept for the container's life (the admin password for 5 minutes, so a
+rotation counts in warm containers too). Every cache registers itself (:func:`per_container`,
+:class:`Expiring`) and :func:`reset` forgets them all, so tests point keaplink elsewhere through the
+environment. Packages are imported inside the factories: a function imports only the part of the layer it uses.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from keaplink.aws import bind_table, make_client, refresh_path
 from keaplink.config import Settings, get_settings
@@ -53,6 +51,33 @@ Clock = Callable[[], float]
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()  # botocore's session is not safe for concurrent client creation
 
+#: What :func:`reset` forgets: every cache below registers its own ``cache_clear`` here when it is made.
+_forgetters: list[Callable[[], None]] = [get_settings.cache_clear]
+
+
+def _forgets[C: Callable[[], None]](clear: C) -> C:
+    _forgetters.append(clear)
+    return clear
+
+
+class Cached[T](Protocol):
+    def __call__(self) -> T: ...
+    def cache_clear(self) -> None: ...
+
+
+def per_container[T](factory: Callable[[], T]) -> Cached[T]:
+    """Build on first use, keep for the container's life, forgotten by :func:`reset`."""
+    cached = lru_cache(maxsize=1)(factory)
+    _forgets(cached.cache_clear)
+    return cached
+
+
+@_forgets
+def _forget_clients() -> None:
+    with _clients_lock:
+        _clients.clear()
+
+
 ADMIN_SECRET_TTL_S = 300.0  # how long a rotated admin password may take to count in a warm container
 
 
@@ -65,6 +90,7 @@ class Expiring[T]:
         self.clock = clock
         self._lock = threading.Lock()
         self._value: tuple[float, T] | None = None
+        _forgets(self.cache_clear)
 
     def __call__(self) -> T:
         with self._lock:
@@ -96,7 +122,7 @@ def _secret(secret_id: str) -> str:
     return str(aws_client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
 
 
-@lru_cache(maxsize=1)
+@per_container
 def connection_table() -> type[ConnectionItem]:
     from keaplink.connection.table import ConnectionItem
 
@@ -104,7 +130,7 @@ def connection_table() -> type[ConnectionItem]:
     return bind_table(ConnectionItem, settings().need("connection_table"), settings(), refresh_path(settings()))
 
 
-@lru_cache(maxsize=1)
+@per_container
 def data_table() -> type[DataItem]:
     from keaplink.actions.table import DataItem
 
@@ -112,7 +138,7 @@ def data_table() -> type[DataItem]:
 
 
 # --- the connection -----------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
+@per_container
 def client_credentials() -> ClientCredentials:
     """Keap client id/secret or API key, from Secrets Manager (they change only when an installer rotates)."""
     from keaplink.connection.credentials import ClientCredentials
@@ -126,7 +152,7 @@ def token_store(connection_id: str | None = None) -> TokenStore:
     return TokenStore(connection_id or settings().connection_id, connection_table, token_cipher())
 
 
-@lru_cache(maxsize=1)
+@per_container
 def token_cipher() -> RememberingCipher:
     """Per container: KMS, remembering what it decrypted (a batch's token read costs no KMS call when the token
     has not changed since the last one)."""
@@ -234,7 +260,7 @@ def queue_hold() -> QueueHold:
     return QueueHold(lambda: aws_client("lambda"), settings().actions_function, timeline())
 
 
-@lru_cache(maxsize=1)
+@per_container
 def hold_table() -> type[HoldItem]:
     """The hold's items live in the connection table (``HOLD#<id>``, ``QUOTA#<id>``): every function sees them."""
     from keaplink.actions.hold_table import HoldItem
@@ -271,7 +297,7 @@ def queue_status() -> dict[str, Any]:
     return describe(state, store.load_quota(), mapping)
 
 
-@lru_cache(maxsize=1)
+@per_container
 def actions_queue() -> ActionsQueue:
     """Per container: its redrive policy is looked up once."""
     from keaplink.actions.queue import ActionsQueue
@@ -279,7 +305,7 @@ def actions_queue() -> ActionsQueue:
     return ActionsQueue(lambda: aws_client("sqs"), lambda: settings().need("queue_url"))
 
 
-@lru_cache(maxsize=1)
+@per_container
 def quota_gauge() -> QuotaGauge:
     """Per container: Keap's latest quota reading paces the next batch's first call too."""
     from keaplink.keap.quota import QuotaGauge
@@ -287,7 +313,7 @@ def quota_gauge() -> QuotaGauge:
     return QuotaGauge()
 
 
-@lru_cache(maxsize=1)
+@per_container
 def failure_streak() -> FailureStreak:
     """Per container: Keap calls failing in a row across batches (one record per batch still sees an outage)."""
     from keaplink.keap.session import FailureStreak
@@ -295,14 +321,14 @@ def failure_streak() -> FailureStreak:
     return FailureStreak()
 
 
-@lru_cache(maxsize=1)
+@per_container
 def quota_log() -> QuotaLog:
     from keaplink.actions.hold_store import QuotaLog
 
     return QuotaLog(hold_store, settings().keap_max_rps, settings().actions_containers)
 
 
-@lru_cache(maxsize=1)
+@per_container
 def rate_limiter() -> RateLimiter:
     """Per container: no bursts, since a full bucket would let one second exceed Keap's spike limit."""
     from keaplink.keap.rate_limit import RateLimiter
@@ -316,7 +342,7 @@ def user_store() -> UserStore:
     return UserStore(data_table)
 
 
-@lru_cache(maxsize=1)
+@per_container
 def tag_ids() -> TagIds:
     """Per container: the steady state of a first press is one Keap call."""
     from keaplink.actions.tags import TagIds
@@ -324,7 +350,7 @@ def tag_ids() -> TagIds:
     return TagIds(user_store())
 
 
-@lru_cache(maxsize=1)
+@per_container
 def keap_facts() -> KeapFacts:
     """Per container: the connection's Keap user (notes), read once per Keap app."""
     from keaplink.actions.facts import KeapFacts
@@ -386,10 +412,5 @@ def hold_check(metrics: MetricsPort, through: Refresher | None = None, clock: Cl
 
 def reset() -> None:
     """Forget every cached setting, client, table, secret and per-container cache (tests, the local runner)."""
-    get_settings.cache_clear()
-    with _clients_lock:
-        _clients.clear()
-    for cached in (connection_table, data_table, client_credentials, admin_password, rate_limiter, tag_ids,
-                   hold_table, actions_queue, quota_gauge, quota_log, failure_streak, keap_facts,
-                   token_cipher):
-        cached.cache_clear()
+    for forget in _forgetters:
+        forget()

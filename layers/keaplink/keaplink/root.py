@@ -21,11 +21,12 @@ from keaplink.observability import MetricsPort
 if TYPE_CHECKING:
     from keaplink.actions.batch import ActionsDeps
     from keaplink.actions.facts import KeapFacts
-    from keaplink.actions.hold import Holding, QueueHold
-    from keaplink.actions.hold_store import HoldStore, QuotaLog
-    from keaplink.actions.hold_table import HoldItem
+    from keaplink.actions.hold.check import CheckDeps
+    from keaplink.actions.hold.holding import Holding
+    from keaplink.actions.hold.store import HoldStore, QuotaLog
+    from keaplink.actions.hold.switch import MappingSwitch
+    from keaplink.actions.hold.table import HoldItem
     from keaplink.actions.queue import ActionsQueue
-    from keaplink.actions.resume import CheckDeps
     from keaplink.actions.table import DataItem
     from keaplink.actions.tags import TagIds
     from keaplink.actions.users import UserStore
@@ -254,43 +255,43 @@ def client_id() -> str:
 
 
 # --- the actions --------------------------------------------------------------------------------------
-def queue_hold() -> QueueHold:
-    from keaplink.actions.hold import QueueHold
+def mapping_switch() -> MappingSwitch:
+    from keaplink.actions.hold.switch import MappingSwitch
 
-    return QueueHold(lambda: aws_client("lambda"), settings().actions_function, timeline())
+    return MappingSwitch(lambda: aws_client("lambda"), settings().actions_function, timeline())
 
 
 @per_container
 def hold_table() -> type[HoldItem]:
     """The hold's items live in the connection table (``HOLD#<id>``, ``QUOTA#<id>``): every function sees them."""
-    from keaplink.actions.hold_table import HoldItem
+    from keaplink.actions.hold.table import HoldItem
 
     return bind_table(HoldItem, settings().need("connection_table"), settings())
 
 
 def hold_store() -> HoldStore:
-    from keaplink.actions.hold_store import HoldStore
+    from keaplink.actions.hold.store import HoldStore
 
     return HoldStore(settings().connection_id, hold_table)
 
 
 def holding(metrics: MetricsPort | None = None) -> Holding:
-    from keaplink.actions.hold import Holding
+    from keaplink.actions.hold.holding import Holding
 
-    return Holding(hold_store(), queue_hold(), metrics)
+    return Holding(hold_store(), mapping_switch(), metrics)
 
 
 def resume_queue() -> None:
     """The connection works again (a reconnect, a refresh): make a held queue's probe due now; the actions
     function's minute check lifts the hold and resumes the queue (it alone may change the mapping)."""
-    from keaplink.actions.hold import after_reconnect_quietly
+    from keaplink.actions.hold.holding import after_reconnect_quietly
 
     after_reconnect_quietly(hold_store(), time.time())
 
 
 def queue_status() -> dict[str, Any]:
     """The hold and Keap's latest quota reading, as plain values for the admin panel."""
-    from keaplink.actions.hold_store import describe
+    from keaplink.actions.hold.store import describe
 
     store = hold_store()
     state, mapping = store.load_all()
@@ -323,7 +324,7 @@ def failure_streak() -> FailureStreak:
 
 @per_container
 def quota_log() -> QuotaLog:
-    from keaplink.actions.hold_store import QuotaLog
+    from keaplink.actions.hold.store import QuotaLog
 
     return QuotaLog(hold_store, settings().keap_max_rps, settings().actions_containers)
 
@@ -395,7 +396,7 @@ def actions(metrics: MetricsPort, through: Refresher | None = None, clock: Clock
 def hold_check(metrics: MetricsPort, through: Refresher | None = None, clock: Clock = time.time) -> CheckDeps:
     """The actions function's scheduled check: probe a held Keap, resume the queue. A probe reads Keap's client
     credentials (or API key) afresh: an operator who fixed a refused secret is heard at the next probe."""
-    from keaplink.actions.resume import CheckDeps
+    from keaplink.actions.hold.check import CheckDeps
 
     client_credentials.cache_clear()
 

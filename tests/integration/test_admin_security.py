@@ -11,7 +11,7 @@ injection. Each request is judged:
   secret, any access or refresh token ever stored during the run), an attacker's marker, or a CR/LF in a
   header value, or that redirects anywhere but this panel or Keap's authorize page.
 
-The module prints the totals; the README's security section quotes them. Handlers run in-process (the way
+The module prints the totals; docs/security.md quotes them. Handlers run in-process (the way
 API Gateway hands them events, which lets a test send what no HTTP client would); DynamoDB, Secrets Manager
 and KMS are a moto server and Keap is the sandbox, over HTTP.
 """
@@ -31,10 +31,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from keaplink import root
+from keaplink_dev.local import flows
+from keaplink_dev.local.lambda_events import HOST, basic
+from keaplink_dev.local.moto_server import ADMIN_PASSWORD
 from tests.conftest import SANDBOX_CLIENT
-from tests.support import flows
-from tests.support.apigw import HOST, basic
-from tests.support.aws_local import ADMIN_PASSWORD
 
 RIGHT = basic("admin", ADMIN_PASSWORD)
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

@@ -9,6 +9,7 @@ import random
 import pytest
 
 from keaplink.keap.budget import BudgetRules, SharedBudget, fallback_share, take
+from tests.unit.test_rate_limit import FakeClock
 
 RULES = BudgetRules()  # 24/s, horizon 0.5 s, reserve 0.5 s, blocks of 4
 
@@ -112,15 +113,12 @@ class MemoryStore:
             raise ConnectionError("DynamoDB unreachable")
 
 
-class VirtualClock:
+class VirtualClock(FakeClock):
+    """The rate limiter tests' clock at an epoch-like time (the budget stores epoch seconds)."""
+
     def __init__(self) -> None:
+        super().__init__()
         self.now = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    def sleep(self, seconds: float) -> None:
-        self.now += max(0.0, seconds)
 
 
 def test_two_containers_and_a_probe_share_24_per_second_and_the_probe_waits_little() -> None:

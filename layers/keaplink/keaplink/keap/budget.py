@@ -202,10 +202,10 @@ class SharedBudget:
     def _book(self, deadline: Deadline | None) -> bool:
         """Book a block of slots; False when DynamoDB failed: fall back.
 
-        While the deployment is busy, one atomic write (add the block to ``next_free`` if it is still within the
-        horizon): no read, and no conflict however many containers book. An idle bucket is restarted at now by a
-        conditional write; a refused condition means another container moved it: read, and try again as long as
-        the deadline allows. Only an error of DynamoDB's makes the container fall back."""
+        While the deployment is busy, one atomic write (add the block to ``next_free`` if it is still within reach):
+        no read first. An idle bucket is restarted at now by a conditional write. A refused condition means another
+        container took the room meanwhile: read, and try again as long as the deadline allows. Only an error of
+        DynamoDB's makes the container fall back."""
         try:
             while True:
                 now = self._clock()

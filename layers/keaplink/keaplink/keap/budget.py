@@ -3,9 +3,8 @@
 Keap's spike limit (25 calls/s) belongs to the Keap app, not to a container. The budget item
 (``BUDGET#<connection_id>`` in the connection table) holds one number, ``next_free``: the epoch time of the next
 free call slot of the deployment. Slots are ``1 / rate`` apart, so no second ever holds more than ``rate`` of them,
-whatever the number of containers. A container books a small block of slots with one UpdateItem that adds the
-block's length to ``next_free`` if it is still within reach (atomic: no read, no conflict while the deployment is
-busy) and its callers each wait for a slot of their own, and send only if they reach it on time.
+whatever the number of containers. A container books a small block of slots with one conditional UpdateItem
+(a few writes per second, not one per call) and its callers each wait for a slot of their own.
 
 Normal callers (the actions) book at most ``horizon_s`` ahead; priority callers (the minute probe, the refresh
 path) may book ``reserve_s`` further, where the actions never go: a burst cannot starve them. :func:`take` is
@@ -42,6 +41,12 @@ class BudgetRules:
 
 
 @dataclass(frozen=True)
+class BucketState:
+    next_free: float  # epoch seconds: the deployment's next free slot
+    version: int  # bumped by every write: the condition of the next one
+
+
+@dataclass(frozen=True)
 class Grant:
     """``count`` slots from ``first_at``, ``spacing`` apart; the bucket's ``next_free`` after them. ``count`` 0:
     nothing may be booked now, ask again at ``retry_at``."""
@@ -75,17 +80,12 @@ def take(next_free: float | None, now: float, want: int, priority: bool, rules: 
 
 
 class BudgetStore(Protocol):
-    def read(self) -> float | None:
-        """The bucket's ``next_free`` (a consistent read); None when it was never written."""
+    def read(self) -> BucketState | None:
+        """The bucket as it is (a consistent read)."""
         ...
 
-    def advance(self, by_s: float, not_before: float, not_after: float) -> float | None:
-        """Add ``by_s`` to ``next_free`` if ``not_before <= next_free <= not_after`` (one atomic write); the new
-        ``next_free``, or None when it was out of that range (idle, or booked too far ahead)."""
-        ...
-
-    def restart(self, next_free: float, below: float) -> bool:
-        """Set ``next_free`` if it is absent or below ``below`` (an idle bucket, or a pause); False if it was not."""
+    def write(self, seen: BucketState | None, next_free: float) -> BucketState | None:
+        """Set ``next_free`` if nobody wrote since ``seen``; the new state, or None when someone did."""
         ...
 
 
@@ -117,7 +117,8 @@ class SharedBudget:
         self._booking = threading.Lock()  # one booking at a time in this container
         self._slots: deque[float] = deque()
         self._waiting = 0
-        self._seen: float | None = None  # the bucket's next_free as last seen: a lower bound (it only grows)
+        self._state: BucketState | None = None
+        self._known = False
         self._paused_until = 0.0
         self._fallback = RateLimiter(fallback_rps, burst=1.0, clock=time.monotonic, sleep=sleep)
         self._fallback_until = -math.inf
@@ -146,7 +147,12 @@ class SharedBudget:
             if at is None:
                 self._fallback.acquire(deadline)
                 return
-            self._wait(at - self._clock(), deadline)
+            wait = at - self._clock()
+            if wait > 0:
+                if deadline is None:
+                    self._sleep(wait)
+                else:
+                    deadline.wait(wait, "rate budget")
             if self._clock() - at <= self.rules.late_s:
                 return
             with self._lock:
@@ -163,8 +169,9 @@ class SharedBudget:
                 self._slots.popleft()
         self._fallback.pause(seconds)
         try:
-            self._store.restart(until, below=until)
-            self.writes += 1
+            state = self._store.read()
+            if state is None or state.next_free < until:
+                self._store.write(state, until)
         except Exception:  # noqa: BLE001 - the local pause stands; the shared one is a courtesy
             logger.warning("could not pause the shared Keap budget", exc_info=True)
 
@@ -200,46 +207,37 @@ class SharedBudget:
                     return None
 
     def _book(self, deadline: Deadline | None) -> bool:
-        """Book a block of slots; False when DynamoDB failed: fall back.
+        """Book a block of slots (one conditional write); False when DynamoDB failed: fall back.
 
-        While the deployment is busy, one atomic write (add the block to ``next_free`` if it is still within reach):
-        no read first. An idle bucket is restarted at now by a conditional write. A refused condition means another
-        container took the room meanwhile: read, and try again as long as the deadline allows. Only an error of
-        DynamoDB's makes the container fall back."""
+        A conflict (another container wrote since this one read) is contention, not an outage: re-read and try
+        again, as long as the deadline allows. Only an error of DynamoDB's makes the container fall back."""
         try:
             while True:
+                if not self._known:
+                    self._state, self._known = self._store.read(), True
+                    self.reads += 1
                 now = self._clock()
-                if self._paused_until > now:
-                    self._wait(self._paused_until - now, deadline)
-                    continue
                 with self._lock:
                     want = max(1, min(self.rules.block, self._waiting))
                     rate = self.rate
-                seen = self._seen
-                idle = seen is None or seen < now
-                grant = take(None if idle else seen, now, want, self.priority, self.rules, rate)
+                seen = self._state
+                start = max(seen.next_free if seen else now, self._paused_until)
+                grant = take(start, now, want, self.priority, self.rules, rate)
                 if grant.count == 0:
                     self._wait(grant.retry_at - now, deadline)
-                    continue  # the bucket only grows: what was seen is still a lower bound, try it
+                    self._known = False
+                    continue
+                written = self._store.write(seen, grant.next_free)
                 self.writes += 1
-                if idle:
-                    booked = self._store.restart(grant.next_free, below=now)
-                    first = grant.first_at if booked else None
-                else:
-                    moved = self._store.advance(grant.count * grant.spacing, not_before=now,
-                                                not_after=self._last_start(now, grant))
-                    first = None if moved is None else moved - grant.count * grant.spacing
-                    booked = moved is not None
-                if not booked or first is None:
+                if written is None:
                     self.conflicts += 1
-                    self._seen = self._store.read()
-                    self.reads += 1
+                    self._known = False
                     if deadline is not None:
                         deadline.require(0.0, "rate budget")  # out of time: OutOfTime, not another round
                     continue
-                self._seen = first + grant.count * grant.spacing
+                self._state = written
                 with self._lock:
-                    self._slots.extend(first + i * grant.spacing for i in range(grant.count))
+                    self._slots.extend(grant.slots())
                 return True
         except OutOfTime:
             raise
@@ -247,22 +245,15 @@ class SharedBudget:
             self._fall_back(exc)
             return False
 
-    def _last_start(self, now: float, grant: Grant) -> float:
-        """The latest ``next_free`` at which the block's last slot is still within this caller's reach."""
-        reach = now + self.rules.horizon_s + (self.rules.reserve_s if self.priority else 0.0)
-        return reach - (grant.count - 1) * grant.spacing
-
     def _wait(self, seconds: float, deadline: Deadline | None) -> None:
-        if seconds <= 0:
-            return
         if deadline is None:
-            self._sleep(seconds)
+            self._sleep(max(0.0, seconds))
         else:
-            deadline.wait(seconds, "rate budget")
+            deadline.wait(max(0.0, seconds), "rate budget")
 
     def _fall_back(self, why: BaseException) -> None:
         self.fallbacks += 1
-        self._seen = None
+        self._known = False
         with self._lock:
             self._fallback_until = self._clock() + FALLBACK_S
         logger.warning("the shared Keap budget is out of reach: this container uses its local share",

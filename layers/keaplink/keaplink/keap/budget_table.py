@@ -1,5 +1,5 @@
 """The shared Keap budget's item (pynamodb), ``BUDGET#<connection_id>`` in the connection table: the deployment's
-next free call slot, moved by atomic conditional updates. Bound to the table by the composition root."""
+next free call slot and a version that conditions every write. Bound to the table by the composition root."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pynamodb.attributes import NumberAttribute, UnicodeAttribute
 from pynamodb.exceptions import UpdateError
 from pynamodb.models import Model
 
+from keaplink.keap.budget import BucketState
+
 
 class BudgetItem(Model):
     class Meta:
@@ -16,6 +18,7 @@ class BudgetItem(Model):
 
     pk = UnicodeAttribute(hash_key=True)
     next_free = NumberAttribute(null=True)
+    version = NumberAttribute(null=True)
 
 
 class TableBudgetStore:
@@ -25,34 +28,23 @@ class TableBudgetStore:
         self._key = f"BUDGET#{connection_id}"
         self._model = model  # a callable returning the bound BudgetItem class (built on first use)
 
-    def read(self) -> float | None:
+    def read(self) -> BucketState | None:
         table = self._model()
         try:
-            item = table.get(self._key, consistent_read=True, attributes_to_get=["next_free"])
+            item = table.get(self._key, consistent_read=True)
         except table.DoesNotExist:
             return None
-        return None if item.next_free is None else float(item.next_free)
+        return BucketState(float(item.next_free or 0.0), int(item.version or 0))
 
-    def advance(self, by_s: float, not_before: float, not_after: float) -> float | None:
+    def write(self, seen: BucketState | None, next_free: float) -> BucketState | None:
         table = self._model()
         item = table(self._key)
-        condition = table.next_free.between(not_before, not_after)
-        if not _updated(item, [table.next_free.add(by_s)], condition):
-            return None
-        return float(item.next_free)
-
-    def restart(self, next_free: float, below: float) -> bool:
-        table = self._model()
-        condition = table.next_free.does_not_exist() | (table.next_free < below)
-        return _updated(table(self._key), [table.next_free.set(next_free)], condition)
-
-
-def _updated(item: Any, actions: list[Any], condition: Any) -> bool:
-    """One conditional UpdateItem; False when its condition was not met (any other error is raised)."""
-    try:
-        item.update(actions=actions, condition=condition)
-    except UpdateError as exc:
-        if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
-            return False
-        raise
-    return True
+        condition = table.version.does_not_exist() if seen is None else table.version == seen.version
+        version = (seen.version if seen else 0) + 1
+        try:
+            item.update(actions=[table.next_free.set(next_free), table.version.set(version)], condition=condition)
+        except UpdateError as exc:
+            if getattr(exc, "cause_response_code", None) == "ConditionalCheckFailedException":
+                return None
+            raise
+        return BucketState(next_free, version)

@@ -183,3 +183,27 @@ def test_a_caller_that_wakes_late_takes_another_slot_so_sends_never_bunch() -> N
     assert a.late + b.late > 0
     # Each send is at most late_s after its slot, so a second of sends spans at most 1 + late_s of slots.
     assert busiest_second(sent) <= math.ceil(rules.rate_per_s * (1 + rules.late_s))  # 24
+
+
+class SlowStore(MemoryStore):
+    """DynamoDB answering in 0.1 s: longer than a slot's tolerance (the clock moves while the write is away)."""
+
+    def __init__(self, clock: VirtualClock) -> None:
+        super().__init__()
+        self.clock = clock
+
+    def write(self, seen: BucketState | None, next_free: float) -> BucketState | None:
+        self.clock.now += 0.1
+        if self.writes > 50:
+            raise AssertionError("livelock: every booking was past before it returned")
+        return super().write(seen, next_free)
+
+
+def test_a_slow_dynamodb_does_not_make_every_booking_late() -> None:
+    clock = VirtualClock()
+    store = SlowStore(clock)
+    budget = SharedBudget(store, RULES, fallback_rps=11, clock=clock, sleep=clock.sleep)
+    for _ in range(10):
+        budget.acquire()
+    # The first booking's slots were past when it returned; later ones start a round trip ahead.
+    assert store.writes <= 12 and budget.fallbacks == 0

@@ -122,6 +122,7 @@ class SharedBudget:
         self._paused_until = 0.0
         self._fallback = RateLimiter(fallback_rps, burst=1.0, clock=time.monotonic, sleep=sleep)
         self._fallback_until = -math.inf
+        self._round_trip_s = 0.0  # the last booking write's duration: slots start no sooner than it returns
         # Counters, for tests and the benchmark.
         self.writes = self.conflicts = self.reads = self.dropped = self.late = self.fallbacks = 0
 
@@ -222,12 +223,17 @@ class SharedBudget:
                     rate = self.rate
                 seen = self._state
                 start = max(seen.next_free if seen else now, self._paused_until)
-                grant = take(start, now, want, self.priority, self.rules, rate)
+                # Slots booked from "now" would be past by the time a slow write returns, and dropped as late:
+                # start them one round trip ahead (at most half the horizon), or a slow DynamoDB livelocks.
+                lead = min(self.rules.horizon_s / 2, self._round_trip_s)
+                grant = take(start, now + lead, want, self.priority, self.rules, rate)
                 if grant.count == 0:
                     self._wait(grant.retry_at - now, deadline)
                     self._known = False
                     continue
+                began = self._clock()
                 written = self._store.write(seen, grant.next_free)
+                self._round_trip_s = max(0.0, self._clock() - began)
                 self.writes += 1
                 if written is None:
                     self.conflicts += 1

@@ -15,6 +15,7 @@ RANKS = {
     "keaplink.errors": 0,
     "keaplink.observability": 0,
     "keaplink.config": 1,
+    "keaplink.contract": 1,
     "keaplink.aws": 2,
     "keaplink.keap": 3,
     "keaplink.connection": 4,

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from keaplink import root
 from keaplink.actions.batch import ActionsDeps, process_batch
-from keaplink.actions.resume import CheckDeps, check, is_queue_event
+from keaplink.actions.hold.check import CheckDeps, check, is_queue_event
 from keaplink.observability import logger, metrics
 
 if TYPE_CHECKING:  # typing only: keeps Powertools' typing module off the cold-start path

@@ -11,7 +11,7 @@ injection. Each request is judged:
   secret, any access or refresh token ever stored during the run), an attacker's marker, or a CR/LF in a
   header value, or that redirects anywhere but this panel or Keap's authorize page.
 
-The module prints the totals; the README's security section quotes them. Handlers run in-process (the way
+The module prints the totals; docs/security.md quotes them. Handlers run in-process (the way
 API Gateway hands them events, which lets a test send what no HTTP client would); DynamoDB, Secrets Manager
 and KMS are a moto server and Keap is the sandbox, over HTTP.
 """

@@ -6,12 +6,12 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from keaplink.actions.hold_policy import Hold, stronger
-from keaplink.actions.hold_store import HoldState, MappingSeen
+from keaplink.actions.hold.policy import Hold, stronger
+from keaplink.actions.hold.store import HoldState, MappingSeen
 
 
 class FakeHoldStore:
-    """Same contract as keaplink.actions.hold_store.HoldStore (conditions on updated_at), in memory."""
+    """Same contract as keaplink.actions.hold.store.HoldStore (conditions on updated_at), in memory."""
 
     def __init__(self, state: HoldState | None = None) -> None:
         self.state = state

@@ -9,9 +9,9 @@ from typing import Any
 import pytest
 
 from keaplink.actions.batch import MAX_REQUEUES, NOT_READY_DELAY_S, ActionsDeps, process_batch
-from keaplink.actions.hold import Holding
-from keaplink.actions.hold_policy import HoldReason
-from keaplink.actions.hold_store import HoldState
+from keaplink.actions.hold.holding import Holding
+from keaplink.actions.hold.policy import HoldReason
+from keaplink.actions.hold.store import HoldState
 from keaplink.actions.service import ActionService
 from keaplink.actions.tags import TagIds
 from keaplink.actions.users import UserRecord

@@ -6,7 +6,7 @@ from itertools import pairwise
 
 import pytest
 
-from keaplink.actions.hold_policy import (
+from keaplink.actions.hold.policy import (
     AFTER_RESET_S,
     FIRST_PROBE_S,
     MAX_PROBE_INTERVAL_S,
@@ -110,7 +110,7 @@ def test_the_reason_a_human_must_act_on_wins() -> None:
 
 # --- the reconciler's decision, and holds for batches that cannot open ----------------------------------------
 def test_converge_makes_the_mapping_agree_with_the_hold() -> None:
-    from keaplink.actions.hold_policy import converge
+    from keaplink.actions.hold.policy import converge
 
     table = [  # (held, lifting, mapping) → action
         ((True, False, "Enabled"), "pause"), ((True, False, "Mixed"), "pause"), ((True, False, "Disabled"), "none"),
@@ -126,7 +126,7 @@ def test_converge_makes_the_mapping_agree_with_the_hold() -> None:
 
 
 def test_a_batch_that_cannot_open_is_held_whatever_failed() -> None:
-    from keaplink.actions.hold_policy import opening_hold
+    from keaplink.actions.hold.policy import opening_hold
     from keaplink.errors import ConfigError, OutOfTime
 
     class ClientError(Exception):  # what botocore raises for KMS, DynamoDB, Secrets Manager

@@ -6,10 +6,10 @@ from __future__ import annotations
 from dataclasses import replace
 from typing import Any
 
-from keaplink.actions.hold import Holding, after_reconnect
-from keaplink.actions.hold_policy import HoldReason, probe_interval
-from keaplink.actions.hold_store import HoldState
-from keaplink.actions.resume import CheckDeps, check, is_queue_event
+from keaplink.actions.hold.check import CheckDeps, check, is_queue_event
+from keaplink.actions.hold.holding import Holding, after_reconnect
+from keaplink.actions.hold.policy import HoldReason, probe_interval
+from keaplink.actions.hold.store import HoldState
 from keaplink.keap.quota import QuotaGauge
 from keaplink.keap.session import KeapSession, Pacing
 from tests.unit.fakes import RecordingMetrics

@@ -1,11 +1,9 @@
 """The composition root: the one place that builds keaplink's collaborators from configuration.
 
-Handlers ask it for what they need and hand that to one package. Everything is built on first use and
-cached for the container's life (clients, bound tables, the Keap client secret, the rate limiter, the
-tag-id cache) — except the admin password, cached for 5 minutes so that a rotation takes effect within
-minutes in warm containers too. :func:`reset` forgets it all, so tests point keaplink elsewhere by changing
-the environment. Packages are imported inside the factories: a function imports only the part of the layer
-it uses.
+Everything is built on first use and kept for the container's life (the admin password for 5 minutes, so a
+rotation counts in warm containers too). Every cache registers itself (:func:`per_container`,
+:class:`Expiring`) and :func:`reset` forgets them all, so tests point keaplink elsewhere through the
+environment. Packages are imported inside the factories: a function imports only the part of the layer it uses.
 """
 
 from __future__ import annotations
@@ -14,7 +12,7 @@ import threading
 import time
 from collections.abc import Callable
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from keaplink.aws import bind_table, make_client, refresh_path
 from keaplink.config import Settings, get_settings
@@ -23,11 +21,12 @@ from keaplink.observability import MetricsPort
 if TYPE_CHECKING:
     from keaplink.actions.batch import ActionsDeps
     from keaplink.actions.facts import KeapFacts
-    from keaplink.actions.hold import Holding, QueueHold
-    from keaplink.actions.hold_store import HoldStore, QuotaLog
-    from keaplink.actions.hold_table import HoldItem
+    from keaplink.actions.hold.check import CheckDeps
+    from keaplink.actions.hold.holding import Holding
+    from keaplink.actions.hold.store import HoldStore, QuotaLog
+    from keaplink.actions.hold.switch import MappingSwitch
+    from keaplink.actions.hold.table import HoldItem
     from keaplink.actions.queue import ActionsQueue
-    from keaplink.actions.resume import CheckDeps
     from keaplink.actions.table import DataItem
     from keaplink.actions.tags import TagIds
     from keaplink.actions.users import UserStore
@@ -53,6 +52,33 @@ Clock = Callable[[], float]
 _clients: dict[str, Any] = {}
 _clients_lock = threading.Lock()  # botocore's session is not safe for concurrent client creation
 
+#: What :func:`reset` forgets: every cache below registers its own ``cache_clear`` here when it is made.
+_forgetters: list[Callable[[], None]] = [get_settings.cache_clear]
+
+
+def _forgets[C: Callable[[], None]](clear: C) -> C:
+    _forgetters.append(clear)
+    return clear
+
+
+class Cached[T](Protocol):
+    def __call__(self) -> T: ...
+    def cache_clear(self) -> None: ...
+
+
+def per_container[T](factory: Callable[[], T]) -> Cached[T]:
+    """Build on first use, keep for the container's life, forgotten by :func:`reset`."""
+    cached = lru_cache(maxsize=1)(factory)
+    _forgets(cached.cache_clear)
+    return cached
+
+
+@_forgets
+def _forget_clients() -> None:
+    with _clients_lock:
+        _clients.clear()
+
+
 ADMIN_SECRET_TTL_S = 300.0  # how long a rotated admin password may take to count in a warm container
 
 
@@ -65,6 +91,7 @@ class Expiring[T]:
         self.clock = clock
         self._lock = threading.Lock()
         self._value: tuple[float, T] | None = None
+        _forgets(self.cache_clear)
 
     def __call__(self) -> T:
         with self._lock:
@@ -96,7 +123,7 @@ def _secret(secret_id: str) -> str:
     return str(aws_client("secretsmanager").get_secret_value(SecretId=secret_id)["SecretString"])
 
 
-@lru_cache(maxsize=1)
+@per_container
 def connection_table() -> type[ConnectionItem]:
     from keaplink.connection.table import ConnectionItem
 
@@ -104,7 +131,7 @@ def connection_table() -> type[ConnectionItem]:
     return bind_table(ConnectionItem, settings().need("connection_table"), settings(), refresh_path(settings()))
 
 
-@lru_cache(maxsize=1)
+@per_container
 def data_table() -> type[DataItem]:
     from keaplink.actions.table import DataItem
 
@@ -112,7 +139,7 @@ def data_table() -> type[DataItem]:
 
 
 # --- the connection -----------------------------------------------------------------------------------
-@lru_cache(maxsize=1)
+@per_container
 def client_credentials() -> ClientCredentials:
     """Keap client id/secret or API key, from Secrets Manager (they change only when an installer rotates)."""
     from keaplink.connection.credentials import ClientCredentials
@@ -126,7 +153,7 @@ def token_store(connection_id: str | None = None) -> TokenStore:
     return TokenStore(connection_id or settings().connection_id, connection_table, token_cipher())
 
 
-@lru_cache(maxsize=1)
+@per_container
 def token_cipher() -> RememberingCipher:
     """Per container: KMS, remembering what it decrypted (a batch's token read costs no KMS call when the token
     has not changed since the last one)."""
@@ -228,50 +255,50 @@ def client_id() -> str:
 
 
 # --- the actions --------------------------------------------------------------------------------------
-def queue_hold() -> QueueHold:
-    from keaplink.actions.hold import QueueHold
+def mapping_switch() -> MappingSwitch:
+    from keaplink.actions.hold.switch import MappingSwitch
 
-    return QueueHold(lambda: aws_client("lambda"), settings().actions_function, timeline())
+    return MappingSwitch(lambda: aws_client("lambda"), settings().actions_function, timeline())
 
 
-@lru_cache(maxsize=1)
+@per_container
 def hold_table() -> type[HoldItem]:
     """The hold's items live in the connection table (``HOLD#<id>``, ``QUOTA#<id>``): every function sees them."""
-    from keaplink.actions.hold_table import HoldItem
+    from keaplink.actions.hold.table import HoldItem
 
     return bind_table(HoldItem, settings().need("connection_table"), settings())
 
 
 def hold_store() -> HoldStore:
-    from keaplink.actions.hold_store import HoldStore
+    from keaplink.actions.hold.store import HoldStore
 
     return HoldStore(settings().connection_id, hold_table)
 
 
 def holding(metrics: MetricsPort | None = None) -> Holding:
-    from keaplink.actions.hold import Holding
+    from keaplink.actions.hold.holding import Holding
 
-    return Holding(hold_store(), queue_hold(), metrics)
+    return Holding(hold_store(), mapping_switch(), metrics)
 
 
 def resume_queue() -> None:
     """The connection works again (a reconnect, a refresh): make a held queue's probe due now; the actions
     function's minute check lifts the hold and resumes the queue (it alone may change the mapping)."""
-    from keaplink.actions.hold import after_reconnect_quietly
+    from keaplink.actions.hold.holding import after_reconnect_quietly
 
     after_reconnect_quietly(hold_store(), time.time())
 
 
 def queue_status() -> dict[str, Any]:
     """The hold and Keap's latest quota reading, as plain values for the admin panel."""
-    from keaplink.actions.hold_store import describe
+    from keaplink.actions.hold.store import describe
 
     store = hold_store()
     state, mapping = store.load_all()
     return describe(state, store.load_quota(), mapping)
 
 
-@lru_cache(maxsize=1)
+@per_container
 def actions_queue() -> ActionsQueue:
     """Per container: its redrive policy is looked up once."""
     from keaplink.actions.queue import ActionsQueue
@@ -279,7 +306,7 @@ def actions_queue() -> ActionsQueue:
     return ActionsQueue(lambda: aws_client("sqs"), lambda: settings().need("queue_url"))
 
 
-@lru_cache(maxsize=1)
+@per_container
 def quota_gauge() -> QuotaGauge:
     """Per container: Keap's latest quota reading paces the next batch's first call too."""
     from keaplink.keap.quota import QuotaGauge
@@ -287,7 +314,7 @@ def quota_gauge() -> QuotaGauge:
     return QuotaGauge()
 
 
-@lru_cache(maxsize=1)
+@per_container
 def failure_streak() -> FailureStreak:
     """Per container: Keap calls failing in a row across batches (one record per batch still sees an outage)."""
     from keaplink.keap.session import FailureStreak
@@ -295,14 +322,14 @@ def failure_streak() -> FailureStreak:
     return FailureStreak()
 
 
-@lru_cache(maxsize=1)
+@per_container
 def quota_log() -> QuotaLog:
-    from keaplink.actions.hold_store import QuotaLog
+    from keaplink.actions.hold.store import QuotaLog
 
     return QuotaLog(hold_store, settings().keap_max_rps, settings().actions_containers)
 
 
-@lru_cache(maxsize=1)
+@per_container
 def rate_limiter() -> RateLimiter:
     """Per container: no bursts, since a full bucket would let one second exceed Keap's spike limit."""
     from keaplink.keap.rate_limit import RateLimiter
@@ -316,7 +343,7 @@ def user_store() -> UserStore:
     return UserStore(data_table)
 
 
-@lru_cache(maxsize=1)
+@per_container
 def tag_ids() -> TagIds:
     """Per container: the steady state of a first press is one Keap call."""
     from keaplink.actions.tags import TagIds
@@ -324,7 +351,7 @@ def tag_ids() -> TagIds:
     return TagIds(user_store())
 
 
-@lru_cache(maxsize=1)
+@per_container
 def keap_facts() -> KeapFacts:
     """Per container: the connection's Keap user (notes), read once per Keap app."""
     from keaplink.actions.facts import KeapFacts
@@ -369,7 +396,7 @@ def actions(metrics: MetricsPort, through: Refresher | None = None, clock: Clock
 def hold_check(metrics: MetricsPort, through: Refresher | None = None, clock: Clock = time.time) -> CheckDeps:
     """The actions function's scheduled check: probe a held Keap, resume the queue. A probe reads Keap's client
     credentials (or API key) afresh: an operator who fixed a refused secret is heard at the next probe."""
-    from keaplink.actions.resume import CheckDeps
+    from keaplink.actions.hold.check import CheckDeps
 
     client_credentials.cache_clear()
 
@@ -386,10 +413,5 @@ def hold_check(metrics: MetricsPort, through: Refresher | None = None, clock: Cl
 
 def reset() -> None:
     """Forget every cached setting, client, table, secret and per-container cache (tests, the local runner)."""
-    get_settings.cache_clear()
-    with _clients_lock:
-        _clients.clear()
-    for cached in (connection_table, data_table, client_credentials, admin_password, rate_limiter, tag_ids,
-                   hold_table, actions_queue, quota_gauge, quota_log, failure_streak, keap_facts,
-                   token_cipher):
-        cached.cache_clear()
+    for forget in _forgetters:
+        forget()

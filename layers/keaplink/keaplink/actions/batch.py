@@ -1,11 +1,11 @@
 """One SQS batch of the actions function: read each body once, read the token once, run records concurrently
 (one user's records in arrival order), report partial failures — and hold the queue when Keap cannot serve.
 
-What happens to a record, by type (see the README's table):
+What happens to a record, by type (see the table in docs/sending-events.md):
 
 * its body can never be a message → the DLQ with the reason, at once;
 * Keap refused the request for this message (400, 404, …) → the DLQ with Keap's answer;
-* Keap cannot serve *any* record (:func:`~keaplink.actions.hold_policy.should_hold`: disconnected, credentials
+* Keap cannot serve *any* record (:func:`~keaplink.actions.hold.policy.should_hold`: disconnected, credentials
   refused, a spent quota, an outage, persistent throttling) → the queue is held (:mod:`hold`) and the batch's
   records go back, no further Keap call;
 * anything else that may work later (a 5xx after its retry, a short 429, a press before its signup, no time
@@ -26,7 +26,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from keaplink.actions.hold_policy import Hold, opening_hold, should_hold, stronger
+from keaplink.actions.hold.policy import Hold, opening_hold, should_hold, stronger
 from keaplink.actions.ordering import predecessors
 from keaplink.actions.queue import first_sent_ms, oldest_age_s, requeues
 from keaplink.actions.service import PendingTag
@@ -39,7 +39,7 @@ from keaplink.observability import MetricsPort, MetricUnit, logger
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-    from keaplink.actions.hold import Holding
+    from keaplink.actions.hold.holding import Holding
     from keaplink.actions.queue import ActionsQueue
     from keaplink.actions.service import ActionService
     from keaplink.actions.users import UserRecord

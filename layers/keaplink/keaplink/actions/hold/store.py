@@ -9,13 +9,13 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any
 
-from keaplink.actions.hold_policy import Hold, HoldReason, stronger
+from keaplink.actions.hold.policy import Hold, HoldReason, stronger
 from keaplink.aws import conditional_failed
 from keaplink.keap.quota import pace
 from keaplink.observability import logger
 
 if TYPE_CHECKING:
-    from keaplink.actions.hold_table import HoldItem
+    from keaplink.actions.hold.table import HoldItem
     from keaplink.keap.quota import Pace, Quota, Window
 
 HOLD_PREFIX = "HOLD#"  # the IAM conditions of the connection table name these prefixes: keep them

@@ -20,12 +20,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from keaplink.actions.hold_policy import after_failed_probe
+from keaplink.actions.hold.policy import after_failed_probe
 from keaplink.keap.deadline import Deadline
 from keaplink.observability import MetricsPort, MetricUnit, logger
 
 if TYPE_CHECKING:
-    from keaplink.actions.hold import Holding
+    from keaplink.actions.hold.holding import Holding
     from keaplink.actions.queue import ActionsQueue
     from keaplink.keap.quota import Quota
     from keaplink.keap.session import KeapSession

@@ -1,6 +1,6 @@
 """Holding the actions queue while Keap cannot serve, and resuming it — as a reconciler.
 
-Two parts: the hold's *state* (``HOLD#<id>`` in the connection table, see :mod:`hold_store`: why, since, until,
+Two parts: the hold's *state* (``HOLD#<id>`` in the connection table, see :mod:`.store`: why, since, until,
 the next probe) — what should be — and the *event source*: the actions function's SQS event source mapping —
 what is. Disabled, messages wait in the queue without being received (their receive count does not grow toward
 the DLQ) and Keap is not called. A hold is written before the mapping is disabled; it is lifted by marking it
@@ -9,75 +9,30 @@ a record of why.
 
 AWS changes a mapping in seconds, not at once (``Enabling``, ``Disabling``, ``Updating``), refuses updates
 meanwhile (``ResourceInUseException``) and throttles (``TooManyRequestsException``): every minute the scheduled
-check (:mod:`resume`) calls :meth:`Holding.reconcile`, which does what :func:`hold_policy.converge` says and
+check (:mod:`.check`) calls :meth:`Holding.reconcile`, which does what :func:`.policy.converge` says and
 leaves a refused or unfinished change to the next minute. That check is the one place that enables the mapping:
 the callback and the hourly refresh only make the hold's probe due now (:func:`after_reconnect`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from keaplink.actions.hold_policy import MIXED, TRANSITIONAL_STATES, Hold, HoldReason, converge
-from keaplink.actions.hold_store import MappingSeen
-from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, NullTimeline, TimelinePort, logger
+from keaplink.actions.hold.policy import Hold, HoldReason, converge
+from keaplink.actions.hold.store import MappingSeen
+from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
 
 if TYPE_CHECKING:
-    from keaplink.actions.hold_store import HoldState, HoldStore
+    from keaplink.actions.hold.store import HoldState, HoldStore
+    from keaplink.actions.hold.switch import MappingSwitch
 
 NOTE_EVERY_S = 900.0  # the mapping's state is recorded when it changes, and at least every 15 minutes
-
-
-class QueueHold:
-    """The actions function's SQS event source mapping: disabled while held, enabled to resume."""
-
-    def __init__(self, lambda_client: Callable[[], Any], function_name: str | None,
-                 timeline: TimelinePort | None = None) -> None:
-        self._lambda = lambda_client
-        self.function_name = function_name
-        self._timeline = timeline or NullTimeline()
-
-    def _mappings(self) -> list[dict[str, object]]:
-        if not self.function_name:
-            return []
-        answer = self._lambda().list_event_source_mappings(FunctionName=self.function_name)
-        return [m for m in answer.get("EventSourceMappings", []) if ":sqs:" in str(m.get("EventSourceArn", ""))]
-
-    def state(self) -> str | None:
-        """The SQS mappings' state: one of Lambda's (``Enabled``, ``Disabling``, …), ``Mixed``, or None (none)."""
-        states = {str(m.get("State", "")) for m in self._mappings()}
-        if not states:
-            return None
-        if len(states) == 1:
-            return states.pop()
-        return next((s for s in sorted(states) if s in TRANSITIONAL_STATES), MIXED)
-
-    def _set(self, enabled: bool, why: str = "") -> int:
-        changed = 0
-        for mapping in self._mappings():
-            state = str(mapping.get("State", ""))
-            if enabled == (state in ("Enabled", "Enabling")):
-                continue
-            self._lambda().update_event_source_mapping(UUID=str(mapping["UUID"]), Enabled=enabled)
-            changed += 1
-        if changed:
-            logger.info("actions queue " + ("resumed" if enabled else "paused"),
-                        extra={"mappings": changed, "why": why})
-            self._timeline.record("queue_resumed" if enabled else "queue_held", why)
-        return changed
-
-    def pause(self, why: str = "") -> int:
-        return self._set(False, why)
-
-    def resume(self, why: str = "") -> int:
-        return self._set(True, why)
 
 
 class Holding:
     """The hold's state and the event source, changed together in the safe order."""
 
-    def __init__(self, store: HoldStore, mapping: QueueHold, metrics: MetricsPort | None = None) -> None:
+    def __init__(self, store: HoldStore, mapping: MappingSwitch, metrics: MetricsPort | None = None) -> None:
         self.store = store
         self.mapping = mapping
         self._metrics = metrics or NullMetrics()

@@ -64,7 +64,7 @@ build: venv ## sam build (no Docker needed)
 	@echo "==> sam build"; $(VENV)/bin/sam build 2>&1 | grep -E "Build Succeeded|Error|error" ; test $${PIPESTATUS[0]} -eq 0
 
 ministack: venv ## install the local AWS emulator in its own venv (.tools/ministack)
-	@$(PY) -m keaplink_dev.stack --install-only
+	@$(PY) -m keaplink_dev.local.stack --install-only
 
 browser: ## install Debian's chromium + chromedriver for the e2e tests
 	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || { \
@@ -76,7 +76,7 @@ docker: ## Docker for sam local: as root, installs docker.io + debootstrap (apt)
 	@devtools/ensure-docker
 
 lambda-image: venv docker ## the image sam local runs functions in: AWS's if it can be pulled, else a stand-in
-	@$(PY) -m keaplink_dev.lambda_image >/dev/null
+	@$(PY) -m keaplink_dev.local.lambda_image >/dev/null
 
 e2e-deps: ministack browser build docker lambda-image
 
@@ -95,18 +95,18 @@ test-client: venv ## the client's tests (tests/client) on each supported Python,
 	@$(PY) -m keaplink_dev.client_dist -- $(PYTEST_ARGS)
 
 demo: venv ## run the whole system locally; Ctrl-C stops it (installs the emulator and builds on its own)
-	@$(PY) -m keaplink_dev.stack
+	@$(PY) -m keaplink_dev.local.stack
 
 invoke: venv ## invoke a deployed function of the running demo: FUNCTION=… EVENT=events/….json
 	@test -n "$(FUNCTION)" && test -n "$(EVENT)" || { echo "usage: make invoke FUNCTION=RefreshFunction EVENT=events/refresh.json"; exit 2; }
-	@$(PY) -m keaplink_dev.invoke $(FUNCTION) $(EVENT)
+	@$(PY) -m keaplink_dev.local.invoke $(FUNCTION) $(EVENT)
 
 sam-invoke: venv docker ## sam local invoke against the running demo (Docker): FUNCTION=… EVENT=events/….json
 	@test -n "$(FUNCTION)" && test -n "$(EVENT)" || { echo "usage: make sam-invoke FUNCTION=RefreshFunction EVENT=events/refresh-force.json"; exit 2; }
-	@$(PY) -m keaplink_dev.sam_local invoke $(FUNCTION) $(EVENT)
+	@$(PY) -m keaplink_dev.local.sam_local invoke $(FUNCTION) $(EVENT)
 
 sam-api: venv docker ## sam local start-api on 127.0.0.1:3000 (PORT=…) against the running demo (Docker)
-	@$(PY) -m keaplink_dev.sam_local start-api --port $${PORT:-3000}
+	@$(PY) -m keaplink_dev.local.sam_local start-api --port $${PORT:-3000}
 
 sandbox: venv ## run only the Keap sandbox (port 8765)
 	@$(PY) -m keap_sandbox --port $${KEAP_SANDBOX_PORT:-8765}
@@ -115,7 +115,7 @@ soak: venv ## 90-day refresh soak simulation against the sandbox; prints its fig
 	@$(PY) -m keaplink_dev.soak --days $${DAYS:-90}
 
 bench: venv ## benchmarks: Keap calls per event, throughput, cold start, layer size
-	@$(PY) -m keaplink_dev.bench --json bench-output/bench.json
+	@$(PY) -m keaplink_dev.perf.bench --json bench-output/bench.json
 
 deploy: build ## deploy to your AWS account (asks for parameters the first time)
 	$(VENV)/bin/sam deploy --guided

@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import pytest
 import requests
 
-from tests.support.aws_local import AwsResources, apply_env, create_resources, restore_env, start_moto
+from keaplink_dev.local.moto_server import AwsResources, apply_env, create_resources, restore_env, start_moto
 from tests.support.contract import arm, check_after_call, fail_on_leftovers, fail_on_violations
 
 SANDBOX_CLIENT = {"client_id": "sandbox-client-id", "client_secret": "sandbox-client-secret"}

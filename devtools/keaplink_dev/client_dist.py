@@ -19,7 +19,7 @@ import tomllib
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from keaplink_dev.runtime import find_python, python_version
+from keaplink_dev.local.runtime import find_python, python_version
 
 REPO = Path(__file__).resolve().parents[2]
 TOOLS = REPO / ".tools"

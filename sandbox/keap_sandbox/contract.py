@@ -1,34 +1,8 @@
-"""Keap's published contract in the loop: every REST request and answer checked with openapi-core.
-
-The sandbox was written from our own notes, so on its own it can only agree with us. With contract
-validation on (``--validate-contract``, ``start_sandbox(validate_contract=True)``, or the setting
-``validate_contract``), every request that reaches ``/crm/rest/...`` and every answer the sandbox gives
-is validated against ``spec/keap-openapi-v2.yml`` (Keap's OpenAPI 3.1 v2 contract, server
-``https://api.keap.com/crm``). What does not conform is recorded as a *violation*
-(``GET /_sandbox/contract``) and logged on the ``keap_sandbox.contract`` logger.
-
-What counts as a violation:
-
-* a request whose path or method the spec does not have (keaplink must only use documented calls);
-  a request that breaks a parameter's or the body's schema; a request with neither
-  ``Authorization: Bearer`` (the spec's ``oauth2``) nor ``X-Keap-API-Key`` (Keap's documented key
-  header, absent from the spec);
-* an answer whose status the operation does not document, or whose body breaks the documented schema;
-* with ``contract_strict_properties`` (the default), also an object property the spec does not
-  declare, in a request or an answer (check ``undocumented-property``). The spec itself never says
-  ``additionalProperties: false``, so a body field Keap does not know is not a violation of its letter;
-  it is still a field Keap may ignore or refuse, so it is reported, but separately from check ``spec``.
-
-Not checked: ``/token`` and ``/app/oauth/authorize`` (OAuth, not in the v2 spec); answers in the API
-gateway's own ``{"fault": ...}`` shape for 401/429/502/503/504 when that is the configured
-``gateway_error_shape`` (the gateway is not the API the spec describes); answers a setting deliberately
-makes off-spec (``Outcome.off_spec``). Statuses the spec lists nowhere but the gateway produces
-(429, 502, 503, 504) are, in the ``v2`` gateway shape, checked against the ``Error`` schema.
-
-openapi-core is imported, and the spec loaded, on the first check only, once per process (the spec's
-own validation by openapi-spec-validator, ~9 s, is skipped: the file is a fixed, vendored artefact;
-``tests/sandbox/test_sandbox_contract.py`` validates it once). The sandbox runs without openapi-core
-as long as validation is off.
+"""Keap's published contract in the loop: with validation on, every REST request and answer is checked with
+openapi-core against ``spec/keap-openapi-v2.yml``, and what does not conform is recorded as a violation
+(``GET /_sandbox/contract``). What counts, what is not checked (OAuth, the gateway's own error shape, answers a
+setting makes off-spec) and why: ``sandbox/README.md``, "Keap's contract in the loop". openapi-core is imported and
+the spec loaded on the first check only (the spec's own validation, ~9 s, runs once in the sandbox's tests).
 """
 
 from __future__ import annotations

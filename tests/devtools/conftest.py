@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from keaplink_dev.deploy import sam_build, sam_deploy
-from keaplink_dev.ministack import MiniStack, ensure_installed, free_port
+from keaplink_dev.local.deploy import sam_build, sam_deploy
+from keaplink_dev.local.ministack import MiniStack, ensure_installed, free_port
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 TOY = Path(__file__).parent / "fixtures" / "toy"

@@ -1,4 +1,4 @@
-"""API Gateway's header remapping (keaplink_dev.apigw) and the demo's front (keaplink_dev.apigw_front),
+"""API Gateway's header remapping (keaplink_dev.local.apigw) and the demo's front (keaplink_dev.local.apigw_front),
 against a stand-in emulator over real HTTP."""
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from keaplink_dev.apigw import remap_response_headers
-from keaplink_dev.apigw_front import ApiFront
-from keaplink_dev.ministack import free_port
+from keaplink_dev.local.apigw import remap_response_headers
+from keaplink_dev.local.apigw_front import ApiFront
+from keaplink_dev.local.ministack import free_port
 
 
 def test_remap_renames_the_listed_headers_case_insensitively_and_keeps_values() -> None:

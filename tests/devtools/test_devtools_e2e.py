@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from keaplink_dev import invoke as invoke_mod
-from keaplink_dev.aws import client, physical_id, stack_functions
-from keaplink_dev.deploy import sam_deploy
-from keaplink_dev.logs import Invocation, follow_invocations
-from keaplink_dev.runtime import python_version
+from keaplink_dev.local import invoke as invoke_mod
+from keaplink_dev.local.aws import client, physical_id, stack_functions
+from keaplink_dev.local.deploy import sam_deploy
+from keaplink_dev.local.logs import Invocation, follow_invocations
+from keaplink_dev.local.runtime import python_version
 
 from .conftest import TOY_SECRET, TOY_STACK, ToyStack
 

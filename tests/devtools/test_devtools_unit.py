@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from keaplink_dev import aws, ministack
-from keaplink_dev.deploy import SamError
-from keaplink_dev.logs import Invocation, parse_events
+from keaplink_dev.local import aws, ministack
+from keaplink_dev.local.deploy import SamError
+from keaplink_dev.local.logs import Invocation, parse_events
 
 
 def _events(stream: str, lines: list[str], t0: int = 1_700_000_000_000) -> list[dict[str, object]]:
@@ -121,7 +121,7 @@ def test_sam_error_message_has_tail() -> None:
 
 
 def test_cfn_yaml_loader_reads_short_form_tags() -> None:
-    from keaplink_dev.deploy import _load_cfn_yaml
+    from keaplink_dev.local.deploy import _load_cfn_yaml
 
     data = _load_cfn_yaml(Path(__file__).parent / "fixtures" / "toy" / "template.yaml")
     table = data["Resources"]["Table"]["Properties"]

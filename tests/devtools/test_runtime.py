@@ -11,8 +11,8 @@ import tomllib
 from pathlib import Path
 
 from keaplink_dev.client_dist import client_files, floor
-from keaplink_dev.deploy import _load_cfn_yaml
-from keaplink_dev.runtime import SCRIPT, python_executable, python_version, runtime
+from keaplink_dev.local.deploy import _load_cfn_yaml
+from keaplink_dev.local.runtime import SCRIPT, python_executable, python_version, runtime
 
 REPO = Path(__file__).resolve().parents[2]
 TOY = Path(__file__).parent / "fixtures" / "toy" / "template.yaml"

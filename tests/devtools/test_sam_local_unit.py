@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from keaplink_dev import lambda_image, relay
-from keaplink_dev.sam_local import SamEnvWriter, container_environments
+from keaplink_dev.local import lambda_image, relay
+from keaplink_dev.local.sam_local import SamEnvWriter, container_environments
 
 DEPLOYED = {
     "AdminFn": {
@@ -85,7 +85,7 @@ def test_relay_forwards_to_the_same_port_on_loopback() -> None:
 
 def test_sam_env_writer_waits_for_docker_then_writes_and_cleans_up(tmp_path: Path,
                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    import keaplink_dev.sam_local as sam_local
+    import keaplink_dev.local.sam_local as sam_local
 
     host: list[str | None] = [None]
     monkeypatch.setattr(sam_local, "container_host", lambda: (host[0], False))
@@ -161,7 +161,7 @@ def test_debian_packages_for_the_interpreters_libraries() -> None:
 
 def test_sam_env_writer_keeps_the_demo_running_when_the_emulator_fails(tmp_path: Path,
                                                                        monkeypatch: pytest.MonkeyPatch) -> None:
-    import keaplink_dev.sam_local as sam_local
+    import keaplink_dev.local.sam_local as sam_local
 
     def broken(endpoint: str, stack: str) -> dict[str, dict[str, str]]:
         raise ConnectionError("emulator gone")

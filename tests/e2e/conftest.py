@@ -1,4 +1,4 @@
-"""The local stack, started the way a user starts it (``python -m keaplink_dev.stack``, what
+"""The local stack, started the way a user starts it (``python -m keaplink_dev.local.stack``, what
 ``make demo`` runs), on free ports, and stopped with SIGTERM at the end."""
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import requests
 
-from tests.support.aws_local import free_port
+from keaplink_dev.local.moto_server import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 OUTPUT = REPO / "test-output" / "e2e"
@@ -55,7 +55,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalStack
     for var in ("KEAP_AUTHORIZE_URL", "KEAP_TOKEN_URL", "KEAP_API_URL", "AWS_ENDPOINT_URL"):
         env.pop(var, None)
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "keaplink_dev.stack"], cwd=REPO, env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "keaplink_dev.local.stack"], cwd=REPO, env=env,
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     state_file = state_dir / "local.json"
     deadline = time.monotonic() + 300

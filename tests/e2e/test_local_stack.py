@@ -229,7 +229,7 @@ INVOCATIONS = [
 @pytest.mark.parametrize(("function", "event", "check"), INVOCATIONS,
                          ids=[f"{i[0]}-{i[1].removeprefix('events/').removesuffix('.json')}" for i in INVOCATIONS])
 def test_make_invoke_runs_each_function(local_stack: LocalStack, function: str, event: str, check) -> None:  # type: ignore[no-untyped-def]
-    result = subprocess.run([sys.executable, "-m", "keaplink_dev.invoke", function, event], check=False, cwd=REPO,
+    result = subprocess.run([sys.executable, "-m", "keaplink_dev.local.invoke", function, event], check=False, cwd=REPO,
                             env=local_stack.env(), capture_output=True, text=True, timeout=180)
     assert result.returncode == 0, result.stdout + result.stderr
     payload_text = result.stdout.split("-- payload --", 1)[1].split("-- log --", 1)[0]
@@ -239,7 +239,7 @@ def test_make_invoke_runs_each_function(local_stack: LocalStack, function: str, 
 def test_no_secret_in_function_logs(local_stack: LocalStack) -> None:
     """Every log line of every function so far: no admin password, no client secret."""
     sys.path.insert(0, str(REPO / "devtools"))
-    from keaplink_dev.aws import client
+    from keaplink_dev.local.aws import client
 
     logs = client("logs", local_stack["aws_endpoint_url"])
     text = []

@@ -1,7 +1,7 @@
 """``sam local invoke`` and ``sam local start-api`` (Docker) against the running local stack.
 
 The functions run in SAM's containers - on AWS's Lambda base image where it can be pulled, else on the
-local stand-in (keaplink_dev.lambda_image) - with ``.keaplink/sam-env.json`` as written by the demo, and
+local stand-in (keaplink_dev.local.lambda_image) - with ``.keaplink/sam-env.json`` as written by the demo, and
 talk to the same emulator and Keap sandbox as the demo's own functions. Skipped only where Docker is not
 possible (no daemon and no root to start one).
 """
@@ -22,9 +22,9 @@ from typing import Any
 import pytest
 import requests
 
+from keaplink_dev.local.flows import consent
+from keaplink_dev.local.moto_server import free_port
 from tests.e2e.conftest import REPO, LocalStack
-from tests.support.aws_local import free_port
-from tests.support.flows import consent
 
 pytestmark = [pytest.mark.e2e, pytest.mark.docker]
 
@@ -57,16 +57,16 @@ def sam_env(local_stack: LocalStack, docker: None) -> dict[str, dict[str, str]]:
 @pytest.fixture(scope="module")
 def image(docker: None, local_stack: LocalStack) -> str:
     """AWS's image or the stand-in (built here if `make lambda-image` has not built it yet)."""
-    proc = subprocess.run([sys.executable, "-m", "keaplink_dev.lambda_image"], cwd=REPO, env=local_stack.env(),
+    proc = subprocess.run([sys.executable, "-m", "keaplink_dev.local.lambda_image"], cwd=REPO, env=local_stack.env(),
                           capture_output=True, text=True, timeout=900, check=False)
     assert proc.returncode == 0, proc.stderr
     return proc.stdout.strip()
 
 
 def sam_invoke(stack: LocalStack, function: str, event: Path | str) -> dict[str, Any]:
-    """``python -m keaplink_dev.sam_local invoke`` (what ``make sam-invoke`` runs) → the handler's result."""
-    proc = subprocess.run([sys.executable, "-m", "keaplink_dev.sam_local", "invoke", function, str(event)], cwd=REPO,
-                          env=stack.env(), capture_output=True, text=True, timeout=280, check=False)
+    """``python -m keaplink_dev.local.sam_local invoke`` (what ``make sam-invoke`` runs) → the handler's result."""
+    proc = subprocess.run([sys.executable, "-m", "keaplink_dev.local.sam_local", "invoke", function, str(event)],
+                          cwd=REPO, env=stack.env(), capture_output=True, text=True, timeout=280, check=False)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "--invoke-image" in proc.stderr  # the sam command line it ran
     result: dict[str, Any] = json.loads(proc.stdout.strip().splitlines()[-1])
@@ -104,7 +104,8 @@ def sam_api(local_stack: LocalStack, sam_env: dict[str, dict[str, str]], image: 
     log = REPO / "test-output" / "e2e" / "sam-api.log"
     log.parent.mkdir(parents=True, exist_ok=True)
     with log.open("w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "keaplink_dev.sam_local", "start-api", "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "keaplink_dev.local.sam_local", "start-api", "--port",
+                                 str(port)],
                                 cwd=REPO, env=local_stack.env(), stdout=out, stderr=subprocess.STDOUT,
                                 start_new_session=True)
     base = f"http://127.0.0.1:{port}"

@@ -8,12 +8,12 @@ from typing import Any
 import pytest
 
 from keaplink import root
-from tests.support import flows
-from tests.support.apigw import FakeContext
-from tests.support.handlers import load_handler
-from tests.support.lambda_local import mapping_state, register_actions_function
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.lambda_events import FakeContext
+from keaplink_dev.local.lambda_local import mapping_state, register_actions_function
+from keaplink_dev.local.sqs_poller import dlq_messages, drain, poll_once, queue_depth, send
 from tests.support.outage import SCHEDULED_EVENT
-from tests.support.sqs_poller import dlq_messages, drain, poll_once, queue_depth, send
 
 
 def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -10,8 +10,8 @@ import pytest
 
 from keaplink import root
 from keaplink.errors import InvalidMessage
+from keaplink_dev.local.sqs_poller import dlq_messages, drain, send
 from tests.integration.test_actions import connected, contacts, handler, keap_api_calls, signup  # noqa: F401
-from tests.support.sqs_poller import dlq_messages, drain, send
 
 
 def body(kind: str, user: str = "u1", **fields: Any) -> str:

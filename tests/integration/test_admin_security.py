@@ -31,10 +31,10 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 import pytest
 
 from keaplink import root
+from keaplink_dev.local import flows
+from keaplink_dev.local.lambda_events import HOST, basic
+from keaplink_dev.local.moto_server import ADMIN_PASSWORD
 from tests.conftest import SANDBOX_CLIENT
-from tests.support import flows
-from tests.support.apigw import HOST, basic
-from tests.support.aws_local import ADMIN_PASSWORD
 
 RIGHT = basic("admin", ADMIN_PASSWORD)
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}

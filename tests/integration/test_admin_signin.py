@@ -16,10 +16,10 @@ from typing import Any
 import pytest
 
 from keaplink import root
-from tests.support import flows
-from tests.support.apigw import basic
-from tests.support.aws_local import ADMIN_PASSWORD
-from tests.support.template import load_template
+from keaplink_dev.local import flows
+from keaplink_dev.local.lambda_events import basic
+from keaplink_dev.local.moto_server import ADMIN_PASSWORD
+from keaplink_dev.local.template import load_template
 
 RIGHT = {"Authorization": basic("admin", ADMIN_PASSWORD)}
 WRONG = {"Authorization": basic("admin", "not-the-password-at-all")}

@@ -6,9 +6,9 @@ from __future__ import annotations
 import http.client
 from urllib.parse import urlsplit
 
+from keaplink_dev.local.lambda_events import basic
+from keaplink_dev.local.moto_server import ADMIN_PASSWORD
 from tests.support.api_front import api_front
-from tests.support.apigw import basic
-from tests.support.aws_local import ADMIN_PASSWORD
 
 
 def get(url: str, headers: dict[str, str]) -> tuple[int, list[tuple[str, str]]]:

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from tests.support import flows
-from tests.support.handlers import load_handler
-from tests.support.sqs_poller import drain, send
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.sqs_poller import drain, send
 
 
 @pytest.fixture

@@ -20,7 +20,7 @@ def test_bench_smoke_counts_are_exact(tmp_path: Path) -> None:
                                                                                  "sandbox", "."))}
     for key in [k for k in env if k.startswith(("AWS_", "KEAP_", "POWERTOOLS_"))]:
         env.pop(key)
-    done = subprocess.run([sys.executable, "-m", "keaplink_dev.bench", "--smoke", "--json", str(out)],
+    done = subprocess.run([sys.executable, "-m", "keaplink_dev.perf.bench", "--smoke", "--json", str(out)],
                           cwd=ROOT, env=env, capture_output=True, text=True, timeout=240, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "figure" in done.stdout and "measured" in done.stdout

@@ -9,8 +9,8 @@ import pytest
 from keaplink.client import cli
 from keaplink.client.publish import publish_button_pressed, publish_signup
 from keaplink.errors import InvalidMessage
-from tests.support.handlers import load_handler
-from tests.support.sqs_poller import dlq_messages, drain, poll_once, send
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.sqs_poller import dlq_messages, drain, poll_once, send
 
 
 @pytest.fixture
@@ -55,7 +55,7 @@ def test_cli_refuses_invalid(queues, capsys) -> None:
 
 
 def test_cli_dlq_list_then_redrive_chosen(queues, sandbox, capsys) -> None:
-    from tests.support import flows
+    from keaplink_dev.local import flows
 
     flows.connect()
     handler = load_handler("actions").lambda_handler
@@ -79,7 +79,7 @@ def test_cli_redrive_unknown_id_fails(queues, capsys) -> None:
 
 
 def test_redriven_message_is_processed_after_keap_recovers(queues, sandbox, capsys) -> None:
-    from tests.support import flows
+    from keaplink_dev.local import flows
 
     flows.connect()
     sandbox.fault(path_prefix="/crm/rest", status=400, count=1)  # Keap rejects it once: dead-lettered

@@ -8,8 +8,8 @@ from datetime import datetime
 import pytest
 
 from keaplink import root
-from tests.support import flows
-from tests.support.apigw import basic
+from keaplink_dev.local import flows
+from keaplink_dev.local.lambda_events import basic
 
 
 def stored() -> tuple[int, str | None]:
@@ -52,8 +52,8 @@ def test_status_before_connecting(aws) -> None:
 @pytest.mark.parametrize("auth", [None, basic("admin", "wrong"), basic("root", "keaplink-local-admin"), "Bearer x"])
 def test_admin_routes_need_the_password(aws, path: str, auth: str | None) -> None:
     headers = {"Authorization": auth} if auth else {}
-    from tests.support.apigw import FakeContext, rest_event
-    from tests.support.handlers import load_handler
+    from keaplink_dev.local.handlers import load_handler
+    from keaplink_dev.local.lambda_events import FakeContext, rest_event
 
     response = load_handler("admin").lambda_handler(rest_event("GET", path, headers=headers), FakeContext())
     assert response["statusCode"] == 401

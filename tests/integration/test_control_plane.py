@@ -1,6 +1,6 @@
 """AWS's control plane as it behaves — mappings that change in seconds and refuse updates meanwhile, throttled
 calls, empty short polls, attributes counted toward a message's size — through the fault proxy
-(keaplink_dev.aws_faults) in front of the moto server, with the Keap sandbox over HTTP and simulated minutes."""
+(keaplink_dev.local.aws_faults) in front of the moto server, with the Keap sandbox over HTTP and simulated minutes."""
 
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from botocore.exceptions import ClientError
 from keaplink import root
 from keaplink.client import pause as operator
 from keaplink.client.cli import main as cli
-from keaplink_dev.aws_faults import FaultProxy, Faults
-from tests.support import flows
+from keaplink_dev.local import flows
+from keaplink_dev.local.aws_faults import FaultProxy, Faults
+from keaplink_dev.local.sqs_poller import dlq_messages, queue_depth, send
 from tests.support.outage import ActionsFunction, SimTime, actions_function
-from tests.support.sqs_poller import dlq_messages, queue_depth, send
 
 
 def signup(user: str) -> str:

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
-from tests.support import flows
-from tests.support.apigw import FakeContext, load_event
-from tests.support.handlers import load_handler
-from tests.support.sqs_poller import dlq_messages
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.lambda_events import FakeContext, load_event
+from keaplink_dev.local.sqs_poller import dlq_messages
 
 API_EVENTS = {
     "admin-status.json": ("admin", 200, "Keap connection"),

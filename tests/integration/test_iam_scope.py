@@ -18,13 +18,13 @@ from urllib.parse import urlencode
 import pytest
 
 from keaplink import root
-from tests.support import flows
-from tests.support.apigw import FakeContext, basic
-from tests.support.handlers import load_handler
-from tests.support.lambda_local import register_actions_function
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.lambda_events import FakeContext, basic
+from keaplink_dev.local.lambda_local import register_actions_function
+from keaplink_dev.local.sqs_poller import drain, poll_once, send
+from keaplink_dev.local.template import load_template
 from tests.support.outage import SCHEDULED_EVENT
-from tests.support.sqs_poller import drain, poll_once, send
-from tests.support.template import load_template
 
 FUNCTIONS = {"admin": "AdminFunction", "callback": "CallbackFunction", "refresh": "RefreshFunction",
              "actions": "ActionsFunction"}

@@ -12,10 +12,10 @@ from typing import Any
 import pytest
 
 from keaplink import root
-from tests.support import flows
-from tests.support.aws_local import apply_env, restore_env
-from tests.support.handlers import load_handler
-from tests.support.sqs_poller import dlq_messages, drain, send
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.moto_server import apply_env, restore_env
+from keaplink_dev.local.sqs_poller import dlq_messages, drain, send
 
 TAG = "buttonpushed"
 

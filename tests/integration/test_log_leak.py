@@ -7,12 +7,12 @@ import logging
 
 from keaplink import root
 from keaplink.connection.token import Token
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.lambda_events import FakeContext
+from keaplink_dev.local.moto_server import ADMIN_PASSWORD
+from keaplink_dev.local.sqs_poller import drain, send
 from tests.conftest import SANDBOX_CLIENT
-from tests.support import flows
-from tests.support.apigw import FakeContext
-from tests.support.aws_local import ADMIN_PASSWORD
-from tests.support.handlers import load_handler
-from tests.support.sqs_poller import drain, send
 
 
 def test_no_secret_reaches_the_logs(aws, sandbox, capsys, caplog) -> None:

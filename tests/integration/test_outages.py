@@ -16,13 +16,13 @@ from keaplink.connection.oauth import OAuthClient
 from keaplink.connection.refresh import Refresher
 from keaplink.connection.token import Token
 from keaplink.keap.rate_limit import MAX_PAUSE_S
-from tests.support import flows
-from tests.support.handlers import load_handler
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.sqs_poller import dlq_messages, queue_depth, send
 from tests.support.outage import ActionsFunction, Context, SimTime, actions_function
-from tests.support.sqs_poller import dlq_messages, queue_depth, send
 
 HOUR = 3600.0
-MAX_RECEIVE_COUNT = 20  # the test queue's redrive policy (tests/support/aws_local.py), as in template.yaml
+MAX_RECEIVE_COUNT = 20  # the test queue's redrive policy (keaplink_dev.local.moto_server), as in template.yaml
 
 
 def signup(user: str) -> str:
@@ -174,7 +174,7 @@ def test_a_six_hour_retry_after_never_sleeps_past_the_invocation(fn, sandbox) ->
     time.sleep(1.1)
     msgs = msgs or fn.receive()
     arn = "arn:aws:sqs:us-east-1:123456789012:q"
-    from tests.support.sqs_poller import to_record
+    from keaplink_dev.local.sqs_poller import to_record
 
     response = fn.invoke([to_record(m, arn) for m in msgs], context, sleep=slept.append)
     assert len(response["batchItemFailures"]) == len(msgs) > 0

@@ -10,9 +10,9 @@ from keaplink import root
 from keaplink.connection.refresh import Outcome, Refresher
 from keaplink.connection.token import Status
 from keaplink.observability import metrics
-from tests.support import flows
-from tests.support.apigw import FakeContext, load_event
-from tests.support.handlers import load_handler
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.lambda_events import FakeContext, load_event
 
 HOUR = 3600.0
 

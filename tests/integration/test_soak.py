@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import pytest
 
-from keaplink_dev.soak import STEPS, UNCLOSABLE, run_soak
-from keaplink_dev.soak_messages import run_message_soak
+from keaplink_dev.soak.messages import run_message_soak
+from keaplink_dev.soak.refresh import STEPS, UNCLOSABLE, run_soak
 
 pytestmark = pytest.mark.slow  # simulated days: 20 s to 2 min each
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import json
 
 from keaplink.contract.dead_letters import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE, DeadLetterQueue
-from tests.support import flows
-from tests.support.handlers import load_handler
-from tests.support.sqs_poller import dlq_messages, poll_once, send
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.sqs_poller import dlq_messages, poll_once, send
 from tests.unit.test_sqs_sizes import LIMIT, aws_size
 
 

@@ -11,12 +11,12 @@ import threading
 
 from keaplink import root
 from keaplink.connection.timeline import TableTimeline
-from tests.support import flows
-from tests.support.apigw import FakeContext
-from tests.support.handlers import load_handler
-from tests.support.lambda_local import register_actions_function
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.lambda_events import FakeContext
+from keaplink_dev.local.lambda_local import register_actions_function
+from keaplink_dev.local.sqs_poller import dlq_messages, poll_once, send
 from tests.support.outage import SCHEDULED_EVENT
-from tests.support.sqs_poller import dlq_messages, poll_once, send
 
 
 def kinds(status: dict) -> list[str]:  # type: ignore[type-arg]

@@ -14,10 +14,10 @@ import requests
 
 from keaplink import root
 from keaplink.client import cli
-from tests.support import flows
+from keaplink_dev.local import flows
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.sqs_poller import drain, send
 from tests.support.api_front import api_front
-from tests.support.handlers import load_handler
-from tests.support.sqs_poller import drain, send
 
 FORM = {"Content-Type": "application/x-www-form-urlencoded"}
 
@@ -63,7 +63,7 @@ def test_import_a_pair_and_keep_it_alive(aws, sandbox) -> None:
     assert "Token pair imported" in page and "id='import-tokens'" in page
     # From here on it is a connection like any other: the hourly check refreshes it when due …
     from keaplink.connection.refresh import Refresher
-    from tests.support.apigw import FakeContext
+    from keaplink_dev.local.lambda_events import FakeContext
 
     sandbox.advance(22 * 3600)
     later = Refresher(root.token_store(), root.oauth_client(), clock=lambda: time.time() + 22 * 3600)
@@ -180,7 +180,7 @@ def test_json_answers_for_scripts(aws, sandbox) -> None:
 # --- the CLI ---------------------------------------------------------------------------------------------
 @pytest.fixture
 def admin_url(aws, monkeypatch):  # type: ignore[no-untyped-def]
-    from tests.support.aws_local import ADMIN_PASSWORD
+    from keaplink_dev.local.moto_server import ADMIN_PASSWORD
 
     monkeypatch.chdir("/tmp")  # no .keaplink/local.json here
     monkeypatch.setenv("KEAPLINK_ADMIN_PASSWORD", ADMIN_PASSWORD)

@@ -1,6 +1,6 @@
 """A stand-in for API Gateway on 127.0.0.1: real HTTP in, a REST proxy event to the in-process admin or
 callback handler, its answer back out with the response headers renamed as API Gateway renames them
-(``keaplink_dev.apigw``). Lets the CLI (which talks HTTP to the admin URL) be tested without the local
+(``keaplink_dev.local.apigw``). Lets the CLI (which talks HTTP to the admin URL) be tested without the local
 stack."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from keaplink_dev.apigw import remap_response_headers
-from tests.support.apigw import FakeContext, rest_event
-from tests.support.handlers import load_handler
+from keaplink_dev.local.apigw import remap_response_headers
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.lambda_events import FakeContext, rest_event
 
 STAGE = "prod"
 

@@ -15,11 +15,11 @@ from typing import Any
 from keaplink import root
 from keaplink.connection.refresh import Refresher
 from keaplink.observability import metrics
-from tests.support.apigw import FakeContext
-from tests.support.aws_local import AwsResources
-from tests.support.handlers import load_handler
-from tests.support.lambda_local import mapping_state, register_actions_function
-from tests.support.sqs_poller import to_record
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.lambda_events import FakeContext
+from keaplink_dev.local.lambda_local import mapping_state, register_actions_function
+from keaplink_dev.local.moto_server import AwsResources
+from keaplink_dev.local.sqs_poller import to_record
 
 SCHEDULED_EVENT = {"source": "aws.events", "detail-type": "Scheduled Event", "detail": {}}
 

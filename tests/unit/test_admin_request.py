@@ -5,7 +5,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.data_classes import APIGatewayProxyEvent
 
 from keaplink.admin.request import cookie_value, public_base_url, url_origin, url_path
-from tests.support.apigw import rest_event
+from keaplink_dev.local.lambda_events import rest_event
 
 
 def base(raw: dict[str, Any], configured: str | None = None) -> str:

@@ -8,7 +8,7 @@ import ast
 import pytest
 
 from keaplink_dev.client_dist import client_files
-from keaplink_dev.layer_graph import FUNCTIONS, LAYER, handler_imports, layer_graph
+from keaplink_dev.perf.layer_graph import FUNCTIONS, LAYER, handler_imports, layer_graph
 
 # What each part of the layer may import: parts of a lower rank, and its own package.
 RANKS = {
@@ -123,3 +123,26 @@ def test_functions_in_the_template_are_the_handlers_on_disk() -> None:
     template = (LAYER.parents[1] / "template.yaml").read_text()
     code_uris = set(re.findall(r"CodeUri: functions/(\w+)/", template))
     assert code_uris == {p.parent.name for p in FUNCTIONS.glob("*/app.py")}
+
+
+DEVTOOLS = LAYER.parents[1] / "devtools"
+
+
+def test_the_dev_tools_have_no_import_circle() -> None:
+    graph = layer_graph(DEVTOOLS, "keaplink_dev")
+    assert {"keaplink_dev.soak.refresh", "keaplink_dev.soak.messages", "keaplink_dev.local.stack"} <= set(graph.modules)
+    assert graph.cycles() == []
+
+
+def test_the_tests_import_the_dev_tools_never_the_reverse() -> None:
+    """The runtime helpers the tests, the soak and the bench share live in keaplink_dev.local."""
+    reaching_back = []
+    for path in sorted((DEVTOOLS / "keaplink_dev").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom)
+                     else [node.args[0].value] if isinstance(node, ast.Call) and node.args
+                     and isinstance(node.args[0], ast.Constant) and isinstance(node.args[0].value, str)
+                     and getattr(node.func, "attr", "") == "import_module" else [])
+            reaching_back += [f"{path.name}: {n}" for n in names if n == "tests" or n.startswith("tests.")]
+    assert reaching_back == []

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 from keaplink.config import DEFAULT_ACTIONS_CONTAINERS, DEFAULT_REFRESH_LEASE_S
-from tests.support.template import functions as all_functions
-from tests.support.template import load_template
+from keaplink_dev.local.template import functions as all_functions
+from keaplink_dev.local.template import load_template
 
 
 @pytest.fixture(scope="module")

@@ -38,8 +38,8 @@ class CallBounds:
 REFRESH_PATH = CallBounds(connect_s=0.5, read_s=1.0, attempts=1)
 REFRESH_PATH_SERVICES = frozenset({"kms", "secretsmanager"})
 # Everything else (SQS, Lambda, the data table): no deadline to keep that tightly.
-CLIENT_DEFAULT = CallBounds(connect_s=3.0, read_s=10.0, attempts=5)  # as before: 4 retries
-TABLE_DEFAULT = CallBounds(connect_s=3.0, read_s=5.0, attempts=6)  # as before: 5 retries
+CLIENT_DEFAULT = CallBounds(connect_s=3.0, read_s=10.0, attempts=5)  # 4 retries
+TABLE_DEFAULT = CallBounds(connect_s=3.0, read_s=5.0, attempts=6)  # 5 retries
 
 
 def refresh_path(settings: Settings) -> CallBounds:

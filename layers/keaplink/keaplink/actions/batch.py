@@ -326,7 +326,7 @@ def _rescue(record: Mapping[str, Any], error: BaseException | None, hold: Hold |
         reason = f"returned {count} times without success; last error: {type(error).__name__}: {error}"
         _dead_letter(deps, body, message_id, reason)
         return True
-    except Exception as exc:  # noqa: BLE001 - returned as before: SQS moves it on its next receive
+    except Exception as exc:  # noqa: BLE001 - returned: SQS moves it on its next receive
         logger.error("could not rescue a record on its last receive",
                      extra={"message_id": message_id, "error_type": type(exc).__name__})
         return False

@@ -39,7 +39,7 @@ class ActionsQueue:
                 policy = json.loads(attrs.get("RedrivePolicy") or "{}")
                 self._max_receive_count = int(policy["maxReceiveCount"]) if "maxReceiveCount" in policy else None
                 self._visibility_s = int(attrs["VisibilityTimeout"]) if "VisibilityTimeout" in attrs else None
-            except Exception as exc:  # noqa: BLE001 - unknown means: no last-chance handling, as before
+            except Exception as exc:  # noqa: BLE001 - unknown means: no last-chance handling
                 logger.warning("could not read the queue's redrive policy",
                                extra={"error_type": type(exc).__name__})
 

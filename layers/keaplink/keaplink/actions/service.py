@@ -1,20 +1,10 @@
 """The effects of one message in Keap and in the per-user record.
 
-Keap is the customer's CRM, and it changes under keaplink: contacts exist before the app's signup, get
-merged or deleted; tags get deleted; the admin may reconnect to another Keap app. So:
-- a signup never writes over an existing contact: it is looked up by e-mail first, created only when
-  absent, and a name is written only where the contact has none (the customer's staff may have written it,
-  or the address may be someone else's); Keap replaces list fields on update, so none is sent;
-- ids are kept per Keap app, and a stale id heals: a contact gone is found again by the user's e-mail, a
-  tag gone is found or created again;
-- ``applyTags``' result is read by meaning (``tag_results``), and anything unclear is verified on the
-  contact. Only a refusal verified as such is raised as ``KeapRequestRejected`` (the batch dead-letters it
-  with Keap's words).
-
-Exactly-once effects on an at-least-once queue come from the operations themselves (a lookup before a create,
-applying or removing a tag twice changes nothing), and for goals and notes, which Keap cannot repeat harmlessly,
-from the application's ``event_id`` claimed per user (``once``); retries of single Keap calls happen in the Keap
-session; what is raised here the batch sorts into "never" or "later".
+Keap is the customer's CRM and changes under keaplink, so: a signup never writes over an existing contact
+(looked up by e-mail first, names written only where blank, no list field ever sent); ids are kept per Keap
+app and heal when stale (a contact found again by e-mail, a tag found or created again); ``applyTags``' result
+is read by meaning and verified when unclear. Goals and notes happen once per ``event_id`` (``once``). What is
+raised here the batch sorts into "never" or "later". Why: docs/sending-events.md, "Your Keap data is safe".
 """
 
 from __future__ import annotations

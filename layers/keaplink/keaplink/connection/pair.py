@@ -1,29 +1,7 @@
-"""Starting from a token pair made in Keap's developer portal.
-
-An account owner can generate an access/refresh token pair for a developer app in Keap's developer portal
-("you can then persist those and refresh it on a scheduled basis"). keaplink takes such a pair — from the
-status page's form or ``keaplink connect-tokens`` — and from then on keeps it alive exactly like a
-connection made through the consent page:
-
-1. **Shape.** Two tokens of token characters (RFC 6750), at most 2,048 each, not the same. Otherwise
-   :class:`TokenPairInvalid`, and nothing is sent anywhere.
-2. **One cheap Keap call with the access token** (``GET /v2/oauth/connect/userinfo``): its
-   ``x-keap-tenant-id`` header names the Keap app. Keap unreachable here → stop: nothing was spent, try
-   again. A *refused* access token does not stop the import: a portal's access token lives a day, its
-   refresh token weeks, and the refresh below is the proof that matters.
-3. **One refresh, right away.** The pair's expiry is unknown — the portal shows none, and a guess stored
-   as fact would schedule the next refresh up to a day wrong — and only a refresh proves the refresh token,
-   the one thing that keeps a connection alive. It costs the pair's rotation (Keap's refresh tokens are
-   single-use), and that is wanted too: the pasted pair, which now sits in a clipboard, a shell or a form's
-   history, stops working, and the live pair exists only in keaplink, encrypted. Refused →
-   :class:`TokenPairRefused`; no answer → :class:`TokenPairUnconfirmed`. Either way nothing is stored and
-   the connection keaplink had is untouched.
-4. **Stored like a new authorization** (:meth:`TokenStore.store_authorized`: encrypted, version + 1,
-   ``connected_at``), with the tenant from the refresh's ``scope``, else from the header. The hourly check
-   keeps it fresh from here (its ``expires_in`` is now known).
-
-The pair must belong to keaplink's own developer app (the client id and secret in its credentials secret):
-Keap refreshes a token only for the app it was issued to.
+"""Starting from a token pair made in Keap's developer portal: check its shape, one cheap Keap call with the access
+token (``getUserInfo``: the tenant), one refresh right away (it proves the refresh token, learns the expiry and
+retires the pasted pair), then store it like a new authorization. A refused or unanswered refresh stores nothing
+and leaves the connection as it was. Why: docs/connecting-keap.md, "Starting from a token pair".
 """
 
 from __future__ import annotations

@@ -1,32 +1,13 @@
-"""Message soak: days of keaplink's actions function with messages flowing while Keap goes down for hours, its
-daily quota is spent, it throttles for an hour, its token endpoint fails — and poison among the messages.
-
-Everything runs for real except time: the actions function and its scheduled check (keaplink's own handler, its
-DynamoDB/KMS/SQS on a moto server, the event source mapping paused and resumed through moto's Lambda API), the
-hourly refresh function, and the Keap sandbox over HTTP. keaplink's clock and the sandbox's move together in ticks
-of a few simulated minutes; moto's SQS keeps real time (1 s visibility). The event source is played as Lambda
-plays it: batches only while the mapping is enabled.
-
-Scenario per simulated day (from the start hour, UTC), see :data:`EVENTS`: a multi-hour 503 outage of Keap's REST
-API; another client spends the day's quota (Keap answers 429 until 00:00 UTC); an hour of throttling (429s with
-a 2-minute Retry-After); a token-endpoint and REST outage across a refresh; an hour of 30 % 503s (Keap flaky but
-serving). Meanwhile the application publishes signups, presses (some before their signup) and tags, and a few
-poison bodies.
-
-AWS's control plane as it behaves (:mod:`keaplink_dev.aws_faults`, a proxy in front of moto that every AWS call
-goes through): mapping changes that take one to two ticks and refuse updates meanwhile, throttled Lambda calls,
-short polls that answer nothing now and then.
-
-Figures: messages lost, messages dead-lettered without a reason, the longest time the queue was paused without a
-hold record (each target 0), valid messages dead-lettered (target 0), poison dead-lettered with a reason, holds by
-reason and the longest, calls Keap refused while the queue was held (the batch in flight plus the probes), probes, the
-highest receive count any message reached, records re-sent on their last receive.
+"""Message soak: simulated days of the actions function, its scheduled check and the hourly refresh (keaplink's own
+handlers on moto, the Keap sandbox over HTTP, one simulated clock) while Keap goes down for hours, spends its daily
+quota, throttles and fails at its token endpoint, AWS's control plane is slow or refuses (``local.aws_faults``),
+and poison arrives among the messages (:data:`EVENTS`). Targets: nothing lost, nothing dead-lettered without a
+reason, the queue never paused without a hold record. Figures: docs/connecting-keap.md, "The soak test".
 """
 
 from __future__ import annotations
 
 import contextlib
-import importlib
 import json
 import math
 import os
@@ -47,6 +28,10 @@ from keaplink.contract.messages import parse
 from keaplink.errors import InvalidMessage
 from keaplink.keap.deadline import Deadline
 from keaplink.observability import MetricUnit, NullMetrics
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.lambda_local import register_actions_function
+from keaplink_dev.local.moto_server import AwsResources
+from keaplink_dev.local.sqs_poller import to_record
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -198,7 +183,7 @@ class MessageSoak:
     def __init__(self, cfg: MessageSoakConfig, sandbox_url: str, aws: Any) -> None:
         self.cfg = cfg
         self.url = sandbox_url.rstrip("/")
-        self.aws = aws  # tests.support.aws_local.AwsResources
+        self.aws = aws  # keaplink_dev.local.moto_server.AwsResources
         self.rng = random.Random(cfg.seed)
         self.sim = Sim(self.url)
         self.report = MessageSoakReport(days=cfg.days, seed=cfg.seed)
@@ -215,15 +200,14 @@ class MessageSoak:
         self.hold_spans: list[tuple[float, float]] = []  # (start, end) in keaplink/sandbox time
         self.metrics = CountingMetrics()
         self.last_reason: str | None = None
-        self.faults: Any = None  # keaplink_dev.aws_faults.Faults, when control-plane faults are on
+        self.faults: Any = None  # keaplink_dev.local.aws_faults.Faults, when control-plane faults are on
         self.unheld_pause_since: float | None = None
 
     # -- setup ----------------------------------------------------------------------------------------------
     def start(self) -> None:
         day0 = math.floor(self.sim.now() / DAY) * DAY + DAY
         self.sim.advance(day0 + self.cfg.start_hour_utc * HOUR - self.sim.now())
-        lambda_local: Any = importlib.import_module("tests.support.lambda_local")
-        self.function = lambda_local.register_actions_function(self.aws)
+        self.function = register_actions_function(self.aws)
         os.environ["ACTIONS_FUNCTION"] = self.function  # what the template tells the callback and refresh
         root.reset()
         self.queue_arn = self.sqs.get_queue_attributes(QueueUrl=self.aws.queue_url,
@@ -359,11 +343,9 @@ class MessageSoak:
         return Context()
 
     def handler(self) -> Any:
-        handlers: Any = importlib.import_module("tests.support.handlers")
-        return handlers.load_handler("actions").lambda_handler
+        return load_handler("actions").lambda_handler
 
     def batches(self, limit: int = 20) -> None:
-        to_record: Any = importlib.import_module("tests.support.sqs_poller").to_record
         for _ in range(limit):
             if not self.mapping_enabled():
                 return
@@ -533,11 +515,10 @@ class MessageSoak:
             out.extend(batch)
 
 
-def _resources_from_environment() -> Any:
-    """The moto resources keaplink's environment points at (what tests.support.aws_local created)."""
-    aws_local: Any = importlib.import_module("tests.support.aws_local")
+def _resources_from_environment() -> AwsResources:
+    """The moto resources keaplink's environment points at (what keaplink_dev.local.moto_server created)."""
     env = os.environ
-    return aws_local.AwsResources(
+    return AwsResources(
         endpoint=env["AWS_ENDPOINT_URL"], connection_table=env["CONNECTION_TABLE"], data_table=env["DATA_TABLE"],
         credentials_secret=env["KEAP_CREDENTIALS_SECRET"], admin_secret=env["ADMIN_SECRET"],
         kms_key_id=env["TOKEN_KMS_KEY_ID"], queue_url=env["QUEUE_URL"], dlq_url=env["DLQ_URL"])
@@ -560,7 +541,7 @@ def run_message_soak(days: float = 3.0, seed: int = 1, *, sandbox_url: str | Non
                      **overrides: Any) -> MessageSoakReport:
     """Run the message soak. With ``sandbox_url`` the environment must already point keaplink at moto and that
     sandbox (as the test fixture ``aws`` does); without it, a private moto server and sandbox are started."""
-    from keaplink_dev.soak import local_stack, quiet_keaplink
+    from keaplink_dev.soak.stack import local_stack, quiet_keaplink
 
     cfg = MessageSoakConfig(days=days, seed=seed, **overrides)
     with contextlib.ExitStack() as stack:
@@ -573,7 +554,7 @@ def run_message_soak(days: float = 3.0, seed: int = 1, *, sandbox_url: str | Non
         if cfg.control_plane_faults:
             from dataclasses import replace
 
-            from keaplink_dev.aws_faults import FaultProxy, Faults
+            from keaplink_dev.local.aws_faults import FaultProxy, Faults
 
             sim_clock: list[Any] = []
             faults = Faults(throttle_rate=cfg.throttle_rate, empty_short_poll_rate=cfg.empty_short_poll_rate,

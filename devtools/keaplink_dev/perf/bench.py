@@ -1,6 +1,6 @@
 """Benchmark of the actions path against a local moto server and the Keap sandbox (issues 6 and 12).
 
-CLI: ``python -m keaplink_dev.bench [--latency-ms 50] [--burst 5000] [--mix 2000] [--json …] [--smoke]``
+CLI: ``python -m keaplink_dev.perf.bench [--latency-ms 50] [--burst 5000] [--mix 2000] [--json …] [--smoke]``
 (``PYTHONPATH=devtools``; the other source directories are added here).
 
 Everything runs locally: a moto server and a Keap sandbox (throttling on, at Keap's OAuth limits: 1,500/minute,
@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import heapq
-import importlib
 import json
 import logging
 import math
@@ -44,20 +43,16 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+from keaplink_dev.local import flows, handlers, lambda_events, moto_server, sqs_poller
+from keaplink_dev.local import template as local_template
+
+ROOT = Path(__file__).resolve().parents[3]
 SOURCE_DIRS = (ROOT, ROOT / "layers" / "keaplink", ROOT / "sandbox", ROOT / "devtools")
 
 KEAP_SPIKE_PER_S = 25.0
 KEAP_PER_MINUTE = 1500
 KEAP_PER_DAY = 150_000  # per OAuth client: what a busy app meets first
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
-
-
-def _support(name: str) -> Any:
-    """A module of ``tests/support`` (imported by name: the benchmark reuses the test infrastructure, which
-    mypy does not check)."""
-    _paths()
-    return importlib.import_module(f"tests.support.{name}")
 
 
 def _paths() -> None:
@@ -112,7 +107,7 @@ class EventSource:
 
     @classmethod
     def from_template(cls) -> EventSource:
-        template = _support("template").load_template()
+        template = local_template.load_template()
         function = template["Resources"]["ActionsFunction"]["Properties"]
         source = function["Events"]["Queue"]["Properties"]
         globals_ = template.get("Globals", {}).get("Function", {})
@@ -146,7 +141,7 @@ def counting_handler() -> tuple[Handler, list[int]]:
     lock = threading.Lock()
     loads = [0]
 
-    module = _support("handlers").load_handler("actions")
+    module = handlers.load_handler("actions")
     per_batch: list[int] = []
 
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
@@ -215,7 +210,7 @@ def _worker(index: int, env: dict[str, str], inbox: Any, feedback: Any, ready: A
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the handler's logs and metrics go nowhere
         os.environ.update(env)
         _paths()
-        context = _support("apigw").FakeContext()
+        context = lambda_events.FakeContext()
         handler, per_batch = counting_handler()
         report.rss_ready_mb = _rss_mb("VmRSS")
         _reset_peak_rss()
@@ -370,14 +365,13 @@ class Bench:
         _paths()
         logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
         from keap_sandbox.testing import SandboxControl
-        from keaplink_dev.stack import keap_sandbox
+        from keaplink_dev.local.stack import keap_sandbox
 
-        aws_local = _support("aws_local")
         # The emulators run as their own processes: in-process threads would share one GIL with each other
         # and with the benchmark, and the local emulator, not keaplink, would be what is measured.
         self.procs: list[subprocess.Popen[bytes]] = []
         self.exit_stack = contextlib.ExitStack()
-        moto_port, sandbox_port = aws_local.free_port(), aws_local.free_port()
+        moto_port, sandbox_port = moto_server.free_port(), moto_server.free_port()
         self._spawn([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(moto_port)],
                     f"http://127.0.0.1:{moto_port}/moto-api/")
         logs = Path(self.exit_stack.enter_context(tempfile.TemporaryDirectory(prefix="keaplink-bench-")))
@@ -394,7 +388,7 @@ class Bench:
         )
         endpoint = f"http://127.0.0.1:{moto_port}"
         creds = {"client_id": self.sandbox.client_id, "client_secret": self.sandbox.client_secret}
-        self.aws = aws_local.create_resources(endpoint, uuid.uuid4().hex[:8], creds)
+        self.aws = moto_server.create_resources(endpoint, uuid.uuid4().hex[:8], creds)
         self.env = {
             **self.source.env,  # KEAP_MAX_RPS, ACTIONS_CONCURRENCY, ACTIONS_CONTAINERS as deployed
             **self.aws.env(),
@@ -406,11 +400,11 @@ class Bench:
             "POWERTOOLS_METRICS_DISABLED": "true",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
         }
-        self.previous_env = aws_local.apply_env(self.env)
+        self.previous_env = moto_server.apply_env(self.env)
         from keaplink import root
 
         root.reset()
-        status = _support("flows").connect()
+        status = flows.connect()
         token = root.token_store().load().token
         self.tenant = token.tenant if token else None
         self.say(f"connected to the sandbox Keap app ({status.get('status', status)})")
@@ -431,7 +425,7 @@ class Bench:
         raise RuntimeError(f"{cmd[2]} did not start")
 
     def stop(self) -> None:
-        _support("aws_local").restore_env(self.previous_env)
+        moto_server.restore_env(self.previous_env)
         self.exit_stack.close()
         for proc in getattr(self, "procs", []):
             proc.terminate()
@@ -490,7 +484,7 @@ class Bench:
 
     # --- 1. Keap calls per event, token reads per batch -------------------------------------------
     def counts(self) -> None:
-        drain = _support("sqs_poller").drain
+        drain = sqs_poller.drain
         handler, per_batch = counting_handler()
         n = self.s.count_users  # at most 10: one SQS receive, one batch
 
@@ -550,7 +544,7 @@ class Bench:
         throttled = sum(1 for r in log if r["status"] == 429)
         presses = sum(1 for _, _, b in events if '"button.pressed"' in b)
         apply_calls = [r for r in log if r["path"].endswith(":applyTags")]
-        dead = _support("sqs_poller").dlq_messages(self.aws)
+        dead = sqs_poller.dlq_messages(self.aws)
         lost = self.check_end_state(events) + len(dead)
         reads = [n for r in run.reports for n in r.token_reads]
         self.results[name] = {
@@ -599,7 +593,7 @@ class Bench:
     # --- 5. naive baseline ----------------------------------------------------------------------------
     def naive(self, name: str, events: list[tuple[str, str, str]], latency_ms: float) -> None:
         from keaplink import root
-        from keaplink_dev.bench_naive import NaiveActions, run_list
+        from keaplink_dev.perf.naive import NaiveActions, run_list
 
         with self.keap_latency(latency_ms):
             started = time.time()
@@ -624,7 +618,7 @@ class Bench:
 
     # --- all ---------------------------------------------------------------------------------------
     def run(self) -> dict[str, Any]:
-        from keaplink_dev import coldstart
+        from keaplink_dev.perf import coldstart
 
         s = self.s
         begun = time.time()
@@ -868,7 +862,7 @@ def render(results: dict[str, Any]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m keaplink_dev.bench", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m keaplink_dev.perf.bench", description=__doc__.splitlines()[0])
     parser.add_argument("--latency-ms", type=float, default=None, help="sandbox latency per request (50)")
     parser.add_argument("--burst", type=int, default=None, help="first presses in the burst (5000)")
     parser.add_argument("--mix", type=int, default=None, help="events in each 50/50 mix (2000)")

@@ -5,16 +5,16 @@ environment variables as deployed in the emulator - table, secret and queue name
 keyed by logical id, which is the format ``sam local … --env-vars`` reads. The loopback URLs a function
 calls (the emulator, the Keap sandbox's token and REST endpoints) are rewritten to the address at which a
 ``sam local`` container reaches this host, and a relay forwards that address to 127.0.0.1
-(:mod:`keaplink_dev.relay`). Two variables are local to ``sam local``: ``PUBLIC_BASE_URL`` is left empty
+(:mod:`keaplink_dev.local.relay`). Two variables are local to ``sam local``: ``PUBLIC_BASE_URL`` is left empty
 (pages derive their URLs from the request, i.e. ``sam local start-api``'s own address) and
 ``KEAP_AUTHORIZE_URL`` stays on 127.0.0.1 (the admin's browser opens it, not the function).
 
 CLI (``make sam-invoke``, ``make sam-api``)::
 
-    python -m keaplink_dev.sam_local invoke FUNCTION EVENT   # sam local invoke -e EVENT FUNCTION …
-    python -m keaplink_dev.sam_local start-api [--port 3000]
+    python -m keaplink_dev.local.sam_local invoke FUNCTION EVENT   # sam local invoke -e EVENT FUNCTION …
+    python -m keaplink_dev.local.sam_local start-api [--port 3000]
 
-Both add ``--env-vars``, ``--invoke-image`` (:mod:`keaplink_dev.lambda_image`) and ``--skip-pull-image``,
+Both add ``--env-vars``, ``--invoke-image`` (:mod:`keaplink_dev.local.lambda_image`) and ``--skip-pull-image``,
 run ``sam`` with dummy credentials and print the command line. API events in ``events/`` carry the example
 admin password; ``invoke`` swaps in the running demo's, as ``make invoke`` does.
 """
@@ -34,7 +34,7 @@ from types import TracebackType
 from typing import Self
 from urllib.parse import urlsplit, urlunsplit
 
-from keaplink_dev.aws import (
+from keaplink_dev.local.aws import (
     DEFAULT_REGION,
     DEFAULT_STACK,
     REPO_ROOT,
@@ -46,7 +46,7 @@ from keaplink_dev.aws import (
     stack_functions,
     write_json_private,
 )
-from keaplink_dev.relay import TcpRelay, container_host
+from keaplink_dev.local.relay import TcpRelay, container_host
 
 Printer = Callable[[str], None]
 
@@ -188,7 +188,7 @@ def sam_environment() -> dict[str, str]:
 
 
 def sam_command(action: str, env_file: Path, image: str, *args: str) -> list[str]:
-    from keaplink_dev.deploy import sam_executable
+    from keaplink_dev.local.deploy import sam_executable
 
     return [str(sam_executable(REPO_ROOT)), "local", action, *args, "--env-vars", str(env_file),
             "--invoke-image", image, "--skip-pull-image"]
@@ -196,7 +196,7 @@ def sam_command(action: str, env_file: Path, image: str, *args: str) -> list[str
 
 def _event_file(event: str, stack: ExitStack) -> str:
     """``event``, or a temporary copy with the running demo's admin password in place of the example one."""
-    from keaplink_dev.invoke import load_event, with_local_admin
+    from keaplink_dev.local.invoke import load_event, with_local_admin
 
     payload = with_local_admin(load_event(event))
     if payload == Path(event).read_bytes():
@@ -216,7 +216,7 @@ def _shown(cmd: list[str]) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from keaplink_dev.lambda_image import ImageError, ensure_image
+    from keaplink_dev.local.lambda_image import ImageError, ensure_image
 
     parser = argparse.ArgumentParser(description="sam local invoke / start-api against the running demo")
     sub = parser.add_subparsers(dest="action", required=True)

@@ -7,12 +7,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"
+TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 
 
 @lru_cache(maxsize=1)
 def load_template() -> dict[str, Any]:
-    from cfnlint.decode import decode
+    from cfnlint.decode import decode  # type: ignore[import-untyped]
 
     tpl, errors = decode(str(TEMPLATE))
     assert not errors and tpl is not None, errors

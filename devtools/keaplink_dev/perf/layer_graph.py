@@ -1,7 +1,7 @@
 """The shared layer's import graph, read from the source (every import statement, lazy and typing-only ones
 included): modules, arrows, cycles, levels, and which modules each handler can reach.
 
-CLI: ``python -m keaplink_dev.layer_graph`` (``PYTHONPATH=devtools``) prints the figures; the architecture
+CLI: ``python -m keaplink_dev.perf.layer_graph`` (``PYTHONPATH=devtools``) prints the figures; the architecture
 tests (``tests/unit/test_architecture.py``) hold the layer to its rules with the same graph.
 """
 
@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 LAYER = REPO / "layers" / "keaplink"
 FUNCTIONS = REPO / "functions"
 
@@ -115,8 +115,9 @@ def imported_modules(path: Path, package: str, modules: dict[str, Path]) -> set[
     return {m for m in found if m}
 
 
-def layer_graph(layer: Path = LAYER) -> Graph:
-    modules = {_name(p, layer): p for p in sorted((layer / "keaplink").rglob("*.py"))}
+def layer_graph(layer: Path = LAYER, package: str = "keaplink") -> Graph:
+    """The import graph of ``package`` under ``layer`` (the layer by default; the dev tools use it too)."""
+    modules = {_name(p, layer): p for p in sorted((layer / package).rglob("*.py"))}
     arrows: set[tuple[str, str]] = set()
     for module, path in modules.items():
         package = module if path.name == "__init__.py" else module.rpartition(".")[0]

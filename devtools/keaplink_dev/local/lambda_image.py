@@ -1,31 +1,10 @@
-"""The base image ``sam local`` runs keaplink's functions in: AWS's, or a local stand-in for it.
+"""The base image ``sam local`` runs keaplink's functions in: AWS's (``public.ecr.aws/lambda/python:<version>``)
+where it can be pulled, else a stand-in built once (``keaplink/lambda-python:3.13-<hash of its recipe>``) and given
+to ``sam`` with ``--invoke-image``. The stand-in provides what SAM's emulator expects at AWS's paths: the runtime's
+CPython in ``/var/lang``, AWS's ``awslambdaric`` and a ``bootstrap`` in ``/var/runtime``, on a minimal Debian root
+(debootstrap, needs root). What it is and is not: docs/running-locally.md, "sam local".
 
-``sam local invoke`` and ``start-api`` build their container image on top of
-``public.ecr.aws/lambda/python:<version>`` (the template's runtime). Where that image can be pulled it is
-used. Where it cannot (no access to public.ecr.aws), :func:`ensure_image` builds a **stand-in** once and
-caches it under a tag that changes whenever its recipe changes (``keaplink/lambda-python:3.13-<hash>``);
-``sam`` gets it through ``--invoke-image``.
-
-What SAM needs from a base image (samcli/local/docker/lambda_image.py and lambda_container.py, SAM CLI
-1.170): SAM builds ``FROM <base>``, adds its runtime interface emulator at ``/var/rapid/aws-lambda-rie``
-and the layers under ``/opt``, mounts the function's code at ``/var/task`` and starts the emulator as the
-entrypoint with no arguments. The emulator runs ``/var/runtime/bootstrap`` with ``_HANDLER`` set to the
-function's handler. So the stand-in provides what AWS's image provides at those places:
-
-- ``/var/lang``: CPython of the runtime's minor version, copied from this machine's self-contained install
-  (pyenv's, or any prefix holding ``bin/pythonN.N`` and ``lib/pythonN.N``; not a system ``/usr`` Python),
-  without its test suite and site-packages;
-- ``/var/runtime``: ``awslambdaric`` (AWS's Python runtime interface client, from PyPI), boto3/botocore at
-  the version the local emulator gives functions, and a ``bootstrap`` that puts the task root and the
-  layer paths on ``sys.path`` as Lambda does and hands the handler to awslambdaric;
-- a Debian root file system (``debootstrap --variant=minbase``, the host's Debian release) with exactly
-  the shared libraries that interpreter links against (found with ldd, mapped to packages with dpkg -S)
-  plus ca-certificates; Lambda's environment variables (``LAMBDA_TASK_ROOT``, ``LD_LIBRARY_PATH``, …).
-
-It is not Amazon Linux and not AWS's runtime build: same Python minor version, AWS's runtime client, SAM's
-emulator. Building needs root (debootstrap), Debian's dpkg and a Debian mirror.
-
-CLI: ``python -m keaplink_dev.lambda_image`` prints the image to use (building the stand-in if needed).
+CLI: ``python -m keaplink_dev.local.lambda_image`` prints the image to use (building the stand-in if needed).
 """
 
 from __future__ import annotations
@@ -44,9 +23,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from keaplink_dev.aws import REPO_ROOT
-from keaplink_dev.ministack import REQUIREMENTS as EMULATOR_REQUIREMENTS
-from keaplink_dev.runtime import python_executable, python_version
+from keaplink_dev.local.aws import REPO_ROOT
+from keaplink_dev.local.ministack import REQUIREMENTS as EMULATOR_REQUIREMENTS
+from keaplink_dev.local.runtime import python_executable, python_version
 
 Printer = Callable[[str], None]
 
@@ -72,7 +51,7 @@ IMAGE_ENV = {
 }
 
 BOOTSTRAP_SH = """#!/bin/bash
-# keaplink's stand-in for the Lambda Python runtime's bootstrap (devtools/keaplink_dev/lambda_image.py).
+# keaplink's stand-in for the Lambda Python runtime's bootstrap (devtools/keaplink_dev/local/lambda_image.py).
 # SAM's runtime interface emulator starts this with _HANDLER set to the function's handler.
 export AWS_EXECUTION_ENV=AWS_Lambda_python{version}
 if [ -n "${{AWS_LAMBDA_EXEC_WRAPPER:-}}" ]; then

@@ -7,8 +7,8 @@ import io
 import json
 import zipfile
 
-from keaplink_dev.runtime import runtime
-from tests.support.aws_local import REGION, AwsResources
+from keaplink_dev.local.moto_server import REGION, AwsResources
+from keaplink_dev.local.runtime import runtime
 
 
 def register_actions_function(aws: AwsResources) -> str:
@@ -35,10 +35,10 @@ def register_actions_function(aws: AwsResources) -> str:
 def detach_moto_delivery(aws: AwsResources) -> None:
     """moto delivers to an enabled mapping itself, on every SendMessage: it receives a batch (a receive for each
     message), tries to run the function in Docker, and makes the messages visible again when that fails. The
-    tests play the event source themselves (tests/support/sqs_poller.py, outage.py), so moto's own delivery is
-    detached; the mapping stays what the Lambda API lists, pauses and resumes. (The moto server runs in this
-    process: its backends are these objects.)"""
-    from moto.core import DEFAULT_ACCOUNT_ID
+    tests play the event source themselves (keaplink_dev.local.sqs_poller, tests/support/outage.py), so moto's
+    own delivery is detached; the mapping stays what the Lambda API lists, pauses and resumes. (The moto server
+    runs in this process: its backends are these objects.)"""
+    from moto.core import DEFAULT_ACCOUNT_ID  # type: ignore[attr-defined]
     from moto.sqs.models import sqs_backends
 
     queue_name = aws.queue_url.rsplit("/", 1)[-1]

@@ -10,7 +10,7 @@ from typing import Any
 DEFAULT_REGION = "us-east-1"
 DEFAULT_STACK = "keaplink-local"
 LOCAL_STATE = Path(".keaplink") / "local.json"
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = Path(__file__).resolve().parents[3]
 
 # Values boto3/SAM read from the environment; all replaced for a local run so nothing real is used.
 _HOST_AWS_VARS = (

@@ -1,6 +1,6 @@
 """``sam build`` and ``sam deploy`` against a local emulator (ministack), without Docker or an AWS account.
 
-Both run the project's ``.venv/bin/sam`` with an environment from :func:`keaplink_dev.aws.local_env`
+Both run the project's ``.venv/bin/sam`` with an environment from :func:`keaplink_dev.local.aws.local_env`
 (``AWS_ENDPOINT_URL`` = the emulator, dummy credentials, no profile or config file), print one short
 progress line per phase, and raise :class:`SamError` with the last lines of output on failure.
 """
@@ -19,8 +19,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from keaplink_dev.aws import DEFAULT_REGION, REPO_ROOT, client, local_env, stack_outputs
-from keaplink_dev.runtime import python_executable
+from keaplink_dev.local.aws import DEFAULT_REGION, REPO_ROOT, client, local_env, stack_outputs
+from keaplink_dev.local.runtime import python_executable
 
 Printer = Callable[[str], None]
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-EVENTS = Path(__file__).resolve().parents[2] / "events"
+EVENTS = Path(__file__).resolve().parents[3] / "events"
 HOST = "abc123.execute-api.us-east-1.amazonaws.com"
 
 

@@ -9,8 +9,8 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from tests.support.apigw import FakeContext
-from tests.support.aws_local import REGION, AwsResources
+from keaplink_dev.local.lambda_events import FakeContext
+from keaplink_dev.local.moto_server import REGION, AwsResources
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -32,7 +32,7 @@ def to_record(msg: dict[str, Any], queue_arn: str) -> dict[str, Any]:
             "ApproximateFirstReceiveTimestamp": "0",
         },
         "messageAttributes": {},
-        "md5OfBody": hashlib.md5(msg["Body"].encode()).hexdigest(),
+        "md5OfBody": hashlib.md5(msg["Body"].encode(), usedforsecurity=False).hexdigest(),
         "eventSource": "aws:sqs",
         "eventSourceARN": queue_arn,
         "awsRegion": REGION,

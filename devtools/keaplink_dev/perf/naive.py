@@ -1,4 +1,4 @@
-"""The naive baseline for ``keaplink_dev.bench``: the actions the way Keap's tutorial reads.
+"""The naive baseline for ``keaplink_dev.perf.bench``: the actions the way Keap's tutorial reads.
 
 One message at a time, the token read from the table for every message, the contact searched by e-mail
 and created when missing (no ``duplicate_option``), and the tag looked up by name on every press. Plain

@@ -8,9 +8,9 @@ from urllib.parse import parse_qs, urlsplit
 
 import requests
 
-from tests.support.apigw import FakeContext, basic, rest_event
-from tests.support.aws_local import ADMIN_PASSWORD
-from tests.support.handlers import load_handler
+from keaplink_dev.local.handlers import load_handler
+from keaplink_dev.local.lambda_events import FakeContext, basic, rest_event
+from keaplink_dev.local.moto_server import ADMIN_PASSWORD
 
 AUTH = {"Authorization": basic("admin", ADMIN_PASSWORD)}
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # what Chromium sends
@@ -45,7 +45,7 @@ def header(response: dict[str, Any], name: str) -> str | None:
     for source in (response.get("headers") or {}, response.get("multiValueHeaders") or {}):
         for key, value in source.items():
             if key.lower() == name.lower():
-                return value[0] if isinstance(value, list) else value
+                return str(value[0] if isinstance(value, list) else value)
     return None
 
 

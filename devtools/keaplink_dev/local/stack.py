@@ -2,10 +2,10 @@
 
 Starts the Keap sandbox (unless the ``KEAP_*_URL`` variables point at a real Keap), the ministack AWS
 emulator, builds and deploys ``template.yaml`` into it, serves the admin API through a front that renames
-response headers as API Gateway does (:mod:`keaplink_dev.apigw_front`), writes ``.keaplink/local.json`` for
+response headers as API Gateway does (:mod:`keaplink_dev.local.apigw_front`), writes ``.keaplink/local.json`` for
 scripts, prints what to open, then tails one line per function invocation until Ctrl-C or SIGTERM stops
 everything. Once
-Docker runs, it also writes ``.keaplink/sam-env.json`` for ``sam local`` (:mod:`keaplink_dev.sam_local`).
+Docker runs, it also writes ``.keaplink/sam-env.json`` for ``sam local`` (:mod:`keaplink_dev.local.sam_local`).
 
 Environment (all optional):
   KEAPLINK_AWS_PORT (4566)      the emulator's port
@@ -36,11 +36,11 @@ from typing import Any
 
 import requests
 
-from keaplink_dev.apigw_front import ApiFront
-from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, REPO_ROOT, local_state_path, write_local_state
-from keaplink_dev.deploy import SamError, sam_build, sam_deploy
-from keaplink_dev.ministack import MiniStack, MiniStackError, ensure_installed, port_in_use
-from keaplink_dev.sam_local import SamEnvWriter
+from keaplink_dev.local.apigw_front import ApiFront
+from keaplink_dev.local.aws import DEFAULT_REGION, DEFAULT_STACK, REPO_ROOT, local_state_path, write_local_state
+from keaplink_dev.local.deploy import SamError, sam_build, sam_deploy
+from keaplink_dev.local.ministack import MiniStack, MiniStackError, ensure_installed, port_in_use
+from keaplink_dev.local.sam_local import SamEnvWriter
 
 SANDBOX_CLIENT_ID = "sandbox-client-id"
 SANDBOX_CLIENT_SECRET = "sandbox-client-secret"  # the sandbox's own, public by design
@@ -222,7 +222,7 @@ def banner(state: dict[str, Any], out: Printer) -> None:
 
 
 def tail_logs(endpoint: str, stop: threading.Event, out: Printer) -> None:
-    from keaplink_dev.logs import follow_invocations
+    from keaplink_dev.local.logs import follow_invocations
 
     try:
         for invocation in follow_invocations(endpoint, stack_name=DEFAULT_STACK, stop=stop):

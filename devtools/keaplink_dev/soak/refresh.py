@@ -1,70 +1,26 @@
-"""Refresh soak test: 90 simulated days of keaplink's real refresh path against the Keap sandbox and moto.
+"""Refresh soak: simulated months of keaplink's real refresh path (DynamoDB, KMS, Secrets Manager on moto) against
+the Keap sandbox over HTTP, one simulated clock shared by both. Concurrent callers with deadlines, Keap faults on
+``/token`` and crashes between every step of the refresh path; every ``needs_reauth`` is traced to its cause, and
+any cause but the window no client can close (a crash or a lost answer after Keap rotated) is a bug (exit 1).
+What it simulates and the latest figures: docs/connecting-keap.md, "The soak test".
 
-Everything runs for real except time: keaplink's :class:`~keaplink.connection.refresh.Refresher` (its store on a moto
-server over HTTP, KMS-encrypted tokens, credentials from Secrets Manager) refreshes against the Keap sandbox
-over HTTP. A simulated clock is shared by keaplink and the sandbox (both are ``time.time() + offset``; the
-simulation moves both offsets together). Per simulated hour:
-
-* the scheduler runs once (:func:`keaplink.connection.schedule.run_scheduled`, what the hourly function does);
-* at random moments, bursts of up to ``concurrency`` on-demand refreshers run in real threads, each its own
-  ``Refresher`` (an actions function that got a 401: ``ensure_fresh(force=True, seen_version=v)``; the admin's
-  "refresh now": ``ensure_fresh(force=True)``); some bursts coincide with the scheduler;
-* Keap faults on ``/token`` fire at random (5xx, timeouts, and rarely ``succeed_then_drop``: Keap rotated the
-  token but the answer never arrived);
-* the ``checkpoint`` hook crashes callers (raises :class:`SimulatedCrash`) between the steps of the refresh path,
-  at random and at least once per step (armed crashes spread over the run).
-
-``Refresher.sleep`` advances the calling thread's own simulated time (plus a tiny real pause), so waits and
-backoffs cost nothing while shared time (leases, Keap's clock) is untouched by other threads' waits.
-
-After every event the stored connection is checked: when it is ``needs_reauth`` the simulation re-authorizes as
-an admin would, and the cause is classified afterwards from the sandbox's request log (every refresh call carries
-``?soak_call=N`` so the log entry and the client-side record can be joined):
-
-* ``crash_before_save``: the token was rotated, then the caller crashed before saving it (the unclosable window);
-* ``succeed_then_drop`` / ``client_timeout_after_success``: Keap rotated but the caller never saw the answer;
-* anything else (a race between two refreshers, a stale token used after its successor was saved, a rotated token
-  that was not saved for another reason, a dead answer nobody explains) is a bug in keaplink.
-
-Every caller runs within its function's time, as Lambda does: it has a simulated deadline (the refresh function
-110-120 s left, an action that met a 401 somewhere between 1 and 27 s, "refresh now" 20-27 s), Keap's answers take
-simulated time (0.3 s; a slow success 5-10 s; a timeout fault the HTTP timeout, 10 s), and a caller whose time is up
-is killed at the next step of the refresh path, wherever it is. A refresh token rotated and then lost to such a kill
-(``timeout_before_save``) is a bug: keaplink starts a token call only when its deadline leaves time for the answer
-and the save. ``--no-deadlines`` runs the callers without one, as keaplink did before: that shows the instrument.
-
-``--stall-rate`` (off by default) adds stalls: a caller that has Keap's new token pauses past the lease TTL before
-saving it (slow DynamoDB/KMS with retries; the refresh function's timeout is 120 s, the lease 60 s) while an action
-forces a refresh meanwhile.
-
-CLI (from the repository root)::
-
-    PYTHONPATH=layers/keaplink:sandbox:devtools:. .venv/bin/python -m keaplink_dev.soak --days 90 --seed 1 \\
+    PYTHONPATH=layers/keaplink:sandbox:devtools:. .venv/bin/python -m keaplink_dev.soak --days 90 --seed 1 \
         [--concurrency 10] [--stall-rate 0.1] [--no-deadlines] [--message-days 3] [--json out.json]
-
-Then the message soak (:mod:`keaplink_dev.soak_messages`): days of the actions function with messages flowing
-through Keap outages, a spent daily quota, throttling and poison messages.
-
-It starts its own moto server and sandbox. Exit status 1 when a bug-class event was seen.
 """
 
 from __future__ import annotations
 
 import argparse
-import contextlib
 import hashlib
-import importlib
 import json
-import logging
 import math
 import os
 import random
 import sys
 import threading
 import time
-import uuid
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import parse_qs
@@ -88,7 +44,8 @@ from keaplink.errors import (
     RefreshTokenDead,
 )
 from keaplink.keap.deadline import DEFAULT_RESERVE_S, Deadline
-from keaplink.observability import NullMetrics, logger
+from keaplink.observability import NullMetrics
+from keaplink_dev.soak.stack import local_stack, quiet_keaplink
 
 HOUR = 3600.0
 DAY = 86400.0
@@ -815,56 +772,6 @@ def _obtain_tokens(base_url: str) -> dict[str, Any]:
 
 
 # --- running it --------------------------------------------------------------------------------------------
-@contextlib.contextmanager
-def quiet_keaplink() -> Iterator[None]:
-    """keaplink logs every refresh and failure as JSON; the report says it all, so keep stdout clean."""
-    previous = logger.log_level
-    logger.setLevel(logging.CRITICAL)
-    try:
-        yield
-    finally:
-        logger.setLevel(previous)
-
-
-@contextlib.contextmanager
-def local_stack() -> Iterator[str]:
-    """A moto server and a Keap sandbox, and the environment pointing keaplink at them; yields the sandbox URL."""
-    from keap_sandbox.testing import start_sandbox
-
-    # The test suite's helpers (moto server, the template's resources); imported by name so that mypy, which
-    # does not check tests/, does not follow them.
-    aws_local: Any = importlib.import_module("tests.support.aws_local")
-    apply_env, create_resources, restore_env = aws_local.apply_env, aws_local.create_resources, aws_local.restore_env
-
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)  # moto's per-request access log
-    server, endpoint = aws_local.start_moto()
-    sandbox = start_sandbox(throttle=False)
-    creds = {"client_id": sandbox.client_id, "client_secret": sandbox.client_secret}
-    resources = create_resources(endpoint, uuid.uuid4().hex[:8], creds)
-    previous = apply_env(
-        {
-            **resources.env(),
-            "KEAP_AUTHORIZE_URL": sandbox.authorize_url,
-            "KEAP_TOKEN_URL": sandbox.token_url,
-            "KEAP_API_URL": sandbox.api_url,
-            "KEAP_AUTH_MODE": "oauth",
-            "CONNECTION_ID": "default",
-        }
-    )
-    _reset_keaplink()
-    try:
-        yield sandbox.url
-    finally:
-        restore_env(previous)
-        _reset_keaplink()
-        sandbox.stop()
-        server.stop()
-
-
-def _reset_keaplink() -> None:
-    root.reset()
-
-
 def run_soak(
     days: float = 90.0,
     seed: int = 1,
@@ -952,7 +859,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--no-deadlines", action="store_true",
                         help="callers pass keaplink no deadline (shows what a kill at the timeout does without one)")
     parser.add_argument("--message-days", type=float, default=3.0,
-                        help="then the message soak (keaplink_dev.soak_messages) for this many days; 0: skip it")
+                        help="then the message soak (keaplink_dev.soak.messages) for this many days; 0: skip it")
     parser.add_argument("--json", metavar="PATH", help="also write the report(s) as JSON")
     args = parser.parse_args(argv)
     os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "keaplink")
@@ -962,7 +869,7 @@ def main(argv: list[str] | None = None) -> int:
     reports: dict[str, Any] = {"refresh": report.to_dict()}
     bugs = list(report.bugs)
     if args.message_days > 0:
-        from keaplink_dev.soak_messages import run_message_soak
+        from keaplink_dev.soak.messages import run_message_soak
 
         messages = run_message_soak(days=args.message_days, seed=args.seed)
         print(messages.table(), flush=True)

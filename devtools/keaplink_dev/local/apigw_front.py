@@ -2,7 +2,7 @@
 
 A small reverse proxy to the emulator's execute-api URL of one API (``/_aws/execute-api/<id>/<stage>/…``).
 The emulator passes a function's response headers unchanged; this front renames and drops them as API
-Gateway does (:mod:`keaplink_dev.apigw`), so the demo and the e2e tests see what a browser sees on AWS.
+Gateway does (:mod:`keaplink_dev.local.apigw`), so the demo and the e2e tests see what a browser sees on AWS.
 Request headers (Host included), method and body pass on unchanged, except the per-connection ones;
 redirects are passed on, not followed. One thread per connection; :meth:`ApiFront.stop` closes them all
 and joins them.
@@ -19,7 +19,7 @@ from types import TracebackType
 from typing import Any, Self, cast
 from urllib.parse import urlsplit
 
-from keaplink_dev.apigw import remap_response_headers
+from keaplink_dev.local.apigw import remap_response_headers
 
 UPSTREAM_TIMEOUT_S = 35.0  # connect and each read; API Gateway's own integration limit is 29 s
 IDLE_TIMEOUT_S = 30.0  # a kept-alive connection with no request closes after this

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, client, resolve_endpoint, stack_functions
+from keaplink_dev.local.aws import DEFAULT_REGION, DEFAULT_STACK, client, resolve_endpoint, stack_functions
 
 _START = re.compile(r"^START RequestId: (?P<id>[\w-]+)")
 _END = re.compile(r"^END RequestId: (?P<id>[\w-]+)")

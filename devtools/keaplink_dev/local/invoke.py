@@ -1,6 +1,6 @@
 """Invoke a deployed function of the local stack by its template logical id.
 
-CLI: ``python -m keaplink_dev.invoke FUNCTION EVENT [--stack keaplink-local] [--endpoint URL]``
+CLI: ``python -m keaplink_dev.local.invoke FUNCTION EVENT [--stack keaplink-local] [--endpoint URL]``
 (``PYTHONPATH=devtools``). The endpoint comes from ``.keaplink/local.json`` (``aws_endpoint_url``), else
 ``$AWS_ENDPOINT_URL``. Exit status 0, or 1 when the function raised (``FunctionError``).
 """
@@ -16,7 +16,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from keaplink_dev.aws import DEFAULT_REGION, DEFAULT_STACK, client, physical_id, read_local_state, resolve_endpoint
+from keaplink_dev.local.aws import (
+    DEFAULT_REGION,
+    DEFAULT_STACK,
+    client,
+    physical_id,
+    read_local_state,
+    resolve_endpoint,
+)
 
 EXAMPLE_PASSWORD = "keaplink-local-admin"  # the password written into events/*.json
 

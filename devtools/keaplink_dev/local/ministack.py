@@ -4,7 +4,7 @@ ministack pins its own botocore, so it lives in its own venv at ``.tools/minista
 :func:`ensure_installed`). It serves every AWS API on one port; Python Lambda functions run as local
 worker processes of that venv's interpreter (``<venv>/bin/python /tmp/.../_worker.py``) in ministack's
 process group, so stopping the group also stops every function process. The venv is therefore made with the
-template's runtime version (:mod:`keaplink_dev.runtime`), so functions run locally on Lambda's Python.
+template's runtime version (:mod:`keaplink_dev.local.runtime`), so functions run locally on Lambda's Python.
 
 State is kept in memory only: a restarted ministack is empty and the stack has to be deployed again.
 """
@@ -25,7 +25,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Self
 
-from keaplink_dev.runtime import python_executable, python_version
+from keaplink_dev.local.runtime import python_executable, python_version
 
 # Pinned together: ministack itself, the SAM translator it needs to accept templates with
 # ``Transform: AWS::Serverless-2016-10-31`` (ministack's CloudFormation refuses them without it, and
@@ -183,7 +183,7 @@ class MiniStack:
         self.startup_timeout = startup_timeout
         self.extra_env = dict(extra_env or {})
         if executable is None:
-            root = Path(repo_root) if repo_root is not None else Path(__file__).resolve().parents[2]
+            root = Path(repo_root) if repo_root is not None else Path(__file__).resolve().parents[3]
             executable = venv_dir(root) / "bin" / "ministack"
         self.executable = Path(executable)
         self._proc: subprocess.Popen[bytes] | None = None
@@ -230,7 +230,7 @@ class MiniStack:
         if self._proc is not None and self._proc.poll() is None:
             return self
         if not self.executable.exists():
-            raise MiniStackError(f"{self.executable} not found: run keaplink_dev.ministack.ensure_installed first")
+            raise MiniStackError(f"{self.executable} not found: run ministack.ensure_installed() first")
         if port_in_use(self.port, self.host):
             raise MiniStackError(f"{self.host}:{self.port} is already in use (another ministack?)")
         (self.workdir / "tmp").mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,7 @@
   ``keaplink`` package, with and without boto3/botocore (the Lambda runtime brings its own), and the
   ``.aws-sam/build/KeaplinkLayer`` directory when a ``sam build`` left one.
 
-CLI: ``python -m keaplink_dev.coldstart [--runs 5] [--no-layer]`` prints JSON.
+CLI: ``python -m keaplink_dev.perf.coldstart [--runs 5] [--no-layer]`` prints JSON.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[3]
 HANDLERS = ("admin", "callback", "refresh", "actions")
 BOTO = ("boto3", "botocore", "s3transfer")
 # Everything the Lambda Python runtime already has, i.e. boto3 and its dependencies.
@@ -165,7 +165,7 @@ def measure(runs: int = 5, layer: bool = True) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m keaplink_dev.coldstart", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m keaplink_dev.perf.coldstart", description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--no-layer", action="store_true", help="skip the pip build of the layer")
     args = parser.parse_args(argv)

@@ -46,13 +46,20 @@ def interpreters() -> dict[str, Path | None]:
     return {version: find_python(version) for version in supported_versions()}
 
 
+def _pip(python: Path | str, *args: str) -> None:
+    """pip, quiet unless it fails (then its whole output, in the error)."""
+    done = subprocess.run([str(python), *PIP, *args], capture_output=True, text=True, check=False,  # noqa: S603
+                          timeout=600)
+    if done.returncode:
+        raise RuntimeError(f"{python} -m pip {' '.join(args)} failed:\n{done.stdout}{done.stderr}")
+
+
 def build_wheel(out: Path) -> Path:
     """The client's wheel, built from the checkout's files (hatchling writes nothing into the checkout)."""
     out.mkdir(parents=True, exist_ok=True)
     for old in out.glob("keaplink-*.whl"):
         old.unlink()
-    subprocess.run([sys.executable, *PIP, "wheel", "--no-deps", "-w", str(out), str(REPO)],  # noqa: S603
-                   check=True, timeout=600)
+    _pip(sys.executable, "wheel", "--no-deps", "-w", str(out), str(REPO))
     [wheel] = out.glob("keaplink-*.whl")
     return wheel
 
@@ -70,11 +77,8 @@ def install(python: Path, venv: Path, wheel: Path, *extra: str) -> Path:
         shutil.rmtree(venv, ignore_errors=True)
         subprocess.run([str(python), "-m", "venv", str(venv)], check=True, timeout=300)  # noqa: S603
     exe = venv / "bin" / "python"
-    for args in ([str(wheel), *extra], ["--no-deps", "--force-reinstall", str(wheel)]):
-        done = subprocess.run([str(exe), *PIP, "install", *args], capture_output=True, text=True,  # noqa: S603
-                              check=False, timeout=600)
-        if done.returncode:
-            raise RuntimeError(f"pip install {' '.join(args)} into {venv} failed:\n{done.stdout}{done.stderr}")
+    _pip(exe, "install", str(wheel), *extra)
+    _pip(exe, "install", "--no-deps", "--force-reinstall", str(wheel))
     return exe
 
 

@@ -95,9 +95,3 @@ def test_the_reason_is_kept_before_the_source_id_when_only_one_fits() -> None:
     attrs = sent.calls[0]["MessageAttributes"]
     assert list(attrs) == [REASON_ATTRIBUTE] and aws_size(body, attrs) <= LIMIT
     assert attrs[REASON_ATTRIBUTE]["StringValue"] == "the body is too large for the contract"
-
-
-def test_the_redrive_drops_the_requeue_count_by_its_real_name() -> None:
-    from keaplink.contract.dead_letters import REQUEUES_ATTRIBUTE
-
-    assert REQUEUES_ATTRIBUTE == REQUEUES

@@ -20,7 +20,7 @@ CHECKOV_VERSION := 3.3.30
 CHECKOV_VENV := .tools/checkov
 CHECKOV_STAMP := $(CHECKOV_VENV)/.installed-$(CHECKOV_VERSION)-py$(PYTHON_VERSION)
 
-.PHONY: help venv lint typecheck template checkov build test unit test-fast e2e-deps browser ministack demo invoke \
+.PHONY: help venv lint typecheck template checkov build test unit test-fast test-client e2e-deps browser ministack demo invoke \
         docker lambda-image sam-invoke sam-api sandbox soak bench deploy clean
 
 help:
@@ -80,7 +80,7 @@ lambda-image: venv docker ## the image sam local runs functions in: AWS's if it 
 
 e2e-deps: ministack browser build docker lambda-image
 
-test: lint template e2e-deps ## everything CI checks: lint, types, template, build, unit/integration/e2e tests
+test: lint template e2e-deps test-client ## everything CI checks: lint, types, template, build, all tests, the client on each Python
 	@echo "==> pytest"; $(PY) -m pytest tests --durations=15 $(PYTEST_ARGS)
 
 unit: venv ## the pure unit tests (no servers, no network): seconds; run on every change
@@ -88,6 +88,11 @@ unit: venv ## the pure unit tests (no servers, no network): seconds; run on ever
 
 test-fast: venv ## unit, sandbox, devtools and integration tests on every core; no soak, bench, e2e, Docker: minutes
 	@$(PY) -m pytest tests -m "not e2e and not slow and not docker" -n auto -q --durations=10 $(PYTEST_ARGS)
+
+# The client distribution (root pyproject.toml): its wheel installed in .tools/client-pyM.M for every Python from
+# its floor (requires-python) to the runtime's that is on this machine; a missing one is skipped with a notice.
+test-client: venv ## the client's tests (tests/client) on each supported Python, from its built wheel: under a minute
+	@$(PY) -m keaplink_dev.client_dist -- $(PYTEST_ARGS)
 
 demo: venv ## run the whole system locally; Ctrl-C stops it (installs the emulator and builds on its own)
 	@$(PY) -m keaplink_dev.local.stack

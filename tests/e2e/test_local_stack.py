@@ -170,32 +170,51 @@ def test_connect_tokens_from_the_cli(local_stack: LocalStack) -> None:
     assert status["status"] == "connected" and status["timeline"][0]["kind"] == "tokens_imported"
 
 
+def wait_for_contacts(stack: LocalStack, email: str, what: str, done) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
+    """The sandbox's contacts with ``email`` once ``done`` says they are there (90 s at most)."""
+    deadline = time.monotonic() + 90
+    while time.monotonic() < deadline:
+        found = [c for c in sandbox_state(stack)["contacts"] if any(e["email"] == email for e in c["email_addresses"])]
+        if done(found):
+            return found
+        time.sleep(1)
+    raise AssertionError(f"{what} did not arrive: {sandbox_state(stack)}")
+
+
 def test_events_from_the_cli_reach_keap(local_stack: LocalStack) -> None:
     # Runs after the browser test has connected Keap (tests in a file run in order).
     sent = keaplink_cli(local_stack, "send", "signup", "--user-id", "e2e-1", "--email", "e2e@example.com",
                         "--given-name", "Eve")
     assert sent.returncode == 0, sent.stderr
-
-    def contacts() -> list[dict]:  # type: ignore[type-arg]
-        return [c for c in sandbox_state(local_stack)["contacts"]
-                if any(e["email"] == "e2e@example.com" for e in c["email_addresses"])]
-
-    def wait_for(what: str, done) -> list[dict]:  # type: ignore[no-untyped-def,type-arg]
-        deadline = time.monotonic() + 90
-        while time.monotonic() < deadline:
-            if done(found := contacts()):
-                return found
-            time.sleep(1)
-        raise AssertionError(f"{what} did not arrive: {sandbox_state(local_stack)}")
-
     # The user presses after signing up, as in the app (a press that overtakes its signup is returned to the
     # queue and comes back after the visibility timeout: tested in tests/integration/test_actions.py).
-    wait_for("contact", bool)
+    wait_for_contacts(local_stack, "e2e@example.com", "contact", bool)
     assert keaplink_cli(local_stack, "send", "press", "--user-id", "e2e-1").returncode == 0
-    found = wait_for("tag", lambda cs: cs and cs[0].get("tag_ids"))
+    found = wait_for_contacts(local_stack, "e2e@example.com", "tag", lambda cs: cs and cs[0].get("tag_ids"))
     assert found[0]["given_name"] == "Eve"
     refused = keaplink_cli(local_stack, "send", "signup", "--user-id", "x", "--email", "nope")
     assert refused.returncode == 2 and "invalid" in refused.stderr
+
+
+def test_the_client_on_the_oldest_python_sends_an_event_that_reaches_keap(local_stack: LocalStack,
+                                                                          tmp_path: Path) -> None:
+    """What an application installs: the built client in a clean venv of the oldest supported Python on this
+    machine, no checkout on its path; ``keaplink send`` finds the stack through its local.json like a user's."""
+    from keaplink_dev.client_dist import build_wheel, client_env, install, interpreters
+
+    version, python = next((v, p) for v, p in interpreters().items() if p)
+    exe = install(python, tmp_path / "venv", build_wheel(tmp_path / "dist"))
+    env = client_env(KEAPLINK_STATE_DIR=str(local_stack.state_dir))
+    code = "import sys, keaplink; print('%d.%d' % sys.version_info[:2], keaplink.__file__)"
+    where = subprocess.run([str(exe), "-c", code], env=env, cwd=tmp_path, capture_output=True, text=True,
+                           check=True).stdout.split()
+    assert where[0] == version and where[1].startswith(str(tmp_path / "venv"))
+    sent = subprocess.run([str(exe.with_name("keaplink")), "send", "signup", "--user-id", "e2e-oldest", "--email",
+                           "oldest@example.com", "--given-name", "Olga"], env=env, cwd=tmp_path, capture_output=True,
+                          text=True, timeout=120, check=False)
+    assert sent.returncode == 0, sent.stderr
+    [contact] = wait_for_contacts(local_stack, "oldest@example.com", "contact", bool)
+    assert contact["given_name"] == "Olga"
 
 
 INVOCATIONS = [

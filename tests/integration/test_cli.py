@@ -110,7 +110,7 @@ def all_bodies(aws, url: str) -> list[str]:  # type: ignore[no-untyped-def]
 
 
 def dead_letter(aws, *bodies: str, reason: str = "test") -> None:  # type: ignore[no-untyped-def]
-    from keaplink.actions.dead_letters import DeadLetterQueue
+    from keaplink.contract.dead_letters import DeadLetterQueue
 
     dlq = DeadLetterQueue(lambda: aws.client("sqs"), aws.dlq_url)
     for i, body in enumerate(bodies):
@@ -197,7 +197,7 @@ class SlowSqs:
 
 
 def test_a_slow_redrive_sends_each_message_once(queues) -> None:
-    from keaplink.actions.dead_letters import DeadLetterQueue
+    from keaplink.contract.dead_letters import DeadLetterQueue
 
     bodies = [f"slow-{i}" for i in range(12)]
     dead_letter(queues, *bodies)
@@ -265,7 +265,7 @@ class ShortPollsSeeNothing:
 
 
 def test_every_dlq_reader_long_polls_and_finds_what_short_polls_miss(queues, monkeypatch, capsys) -> None:
-    from keaplink.actions.dead_letters import DeadLetterQueue
+    from keaplink.contract.dead_letters import DeadLetterQueue
 
     dead_letter(queues, "first", "second", "third", reason="why")
     sqs = ShortPollsSeeNothing(queues.client("sqs"))
@@ -346,7 +346,7 @@ def test_redrive_keeps_each_message_s_attributes_but_not_its_old_reason_or_reque
 
 class DeadLetterList:
     def __init__(self, aws) -> None:  # type: ignore[no-untyped-def]
-        from keaplink.actions.dead_letters import DeadLetterQueue
+        from keaplink.contract.dead_letters import DeadLetterQueue
 
         dlq = DeadLetterQueue(lambda: aws.client("sqs"), aws.dlq_url)
         self.letters = dlq.peek()

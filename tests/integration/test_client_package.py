@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import shutil
 import subprocess
 import sys
 import zipfile
@@ -11,21 +10,17 @@ from pathlib import Path
 
 import pytest
 
+from keaplink_dev.client_dist import build_wheel
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_the_package_installs_and_publishes(tmp_path: Path, aws) -> None:  # type: ignore[no-untyped-def]
-    source = tmp_path / "src"  # a copy: an in-tree build would leave build/ and egg-info in the checkout
-    shutil.copytree(ROOT / "layers" / "keaplink" / "keaplink", source / "layers" / "keaplink" / "keaplink",
-                    ignore=shutil.ignore_patterns("__pycache__"))
-    shutil.copy(ROOT / "pyproject.toml", source)
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--quiet", "--no-deps", "-w", str(tmp_path), str(source)],
-                   check=True, timeout=300)
-    [wheel] = tmp_path.glob("keaplink-*.whl")
+    wheel = build_wheel(tmp_path)
     names = set(zipfile.ZipFile(wheel).namelist())
     assert {"keaplink/client/publish.py", "keaplink/client/cli.py",
-            "keaplink/actions/schemas/message.schema.json"} <= names
+            "keaplink/contract/schemas/message.schema.json"} <= names
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "keaplink = keaplink.client.cli:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 
@@ -48,5 +43,5 @@ def test_the_built_layer_leaves_the_client_out() -> None:
     built = ROOT / ".aws-sam" / "build" / "KeaplinkLayer" / "python" / "keaplink"
     if not built.exists():
         pytest.skip("no sam build output (make test builds it; make test-fast does not)")
-    assert (built / "actions" / "messages.py").exists() and (built / "root.py").exists()
+    assert (built / "contract" / "messages.py").exists() and (built / "root.py").exists()
     assert not (built / "client").exists()

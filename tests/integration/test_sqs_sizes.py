@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 
-from keaplink.actions.dead_letters import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE, DeadLetterQueue
+from keaplink.contract.dead_letters import REASON_ATTRIBUTE, SOURCE_ATTRIBUTE, DeadLetterQueue
 from keaplink_dev.local import flows
 from keaplink_dev.local.handlers import load_handler
 from keaplink_dev.local.sqs_poller import dlq_messages, poll_once, send

@@ -91,7 +91,7 @@ def test_a_timeline_that_cannot_be_written_never_fails_the_operation(aws, sandbo
 
 
 def dead_letter(aws, body: str, reason: str) -> None:  # type: ignore[no-untyped-def]
-    from keaplink.actions.dead_letters import DeadLetterQueue
+    from keaplink.contract.dead_letters import DeadLetterQueue
 
     DeadLetterQueue(lambda: aws.client("sqs"), aws.dlq_url).send(body, reason, "m")
 

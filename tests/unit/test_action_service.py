@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from keaplink.actions.messages import ButtonPressed, ContactTag, SignedUp
 from keaplink.actions.service import ActionService
 from keaplink.actions.tags import TagIds
+from keaplink.contract.messages import ButtonPressed, ContactTag, SignedUp
 from keaplink.errors import KeapRequestRejected, NotReady
 from tests.unit.keap_fakes import FakeKeap, FakeUsers
 
@@ -287,7 +287,7 @@ def test_opt_in_refused_by_keap_reads_the_status_and_raises_only_for_another_rea
 
 
 def test_untag_removes_the_tag_and_a_later_tag_applies_it_again(world) -> None:  # type: ignore[no-untyped-def]
-    from keaplink.actions.messages import ContactUntag
+    from keaplink.contract.messages import ContactUntag
 
     service, keap, users = world
     service.apply(SignedUp("u1", "ada@example.com"), keap)
@@ -303,7 +303,7 @@ def test_untag_removes_the_tag_and_a_later_tag_applies_it_again(world) -> None: 
 
 
 def test_untag_of_a_tag_keap_never_had_creates_nothing(world) -> None:  # type: ignore[no-untyped-def]
-    from keaplink.actions.messages import ContactUntag
+    from keaplink.contract.messages import ContactUntag
 
     service, keap, _ = world
     service.apply(SignedUp("u1", "ada@example.com"), keap)
@@ -314,7 +314,7 @@ def test_untag_of_a_tag_keap_never_had_creates_nothing(world) -> None:  # type: 
 
 @pytest.mark.parametrize("ops", [("tag", "untag", "tag"), ("untag", "tag"), ("tag", "untag"), ("tag", "tag", "untag")])
 def test_in_one_round_the_last_tag_or_untag_of_a_contact_decides(world, ops: tuple[str, ...]) -> None:  # type: ignore[no-untyped-def]
-    from keaplink.actions.messages import ContactUntag
+    from keaplink.contract.messages import ContactUntag
 
     service, keap, _ = world
     service.apply(SignedUp("u1", "ada@example.com"), keap)
@@ -335,7 +335,7 @@ def test_in_one_round_the_last_tag_or_untag_of_a_contact_decides(world, ops: tup
 
 
 def test_removals_of_one_tag_go_out_in_one_call_per_100_contacts(world) -> None:  # type: ignore[no-untyped-def]
-    from keaplink.actions.messages import ContactUntag
+    from keaplink.contract.messages import ContactUntag
 
     service, keap, _ = world
     keap.tags["vip"] = "7"

@@ -7,6 +7,7 @@ import ast
 
 import pytest
 
+from keaplink_dev.client_dist import client_files
 from keaplink_dev.perf.layer_graph import FUNCTIONS, LAYER, handler_imports, layer_graph
 
 # What each part of the layer may import: parts of a lower rank, and its own package.
@@ -15,6 +16,7 @@ RANKS = {
     "keaplink.errors": 0,
     "keaplink.observability": 0,
     "keaplink.config": 1,
+    "keaplink.contract": 1,
     "keaplink.aws": 2,
     "keaplink.keap": 3,
     "keaplink.connection": 4,
@@ -54,6 +56,29 @@ def test_the_graph_sees_real_imports() -> None:
     assert ("keaplink.root", "keaplink.actions.batch") in GRAPH.arrows  # inside a factory
     assert ("keaplink.admin.web", "keaplink.connection.refresh") in GRAPH.arrows  # under TYPE_CHECKING
     assert ("keaplink.connection.oauth", "keaplink.keap.http") in GRAPH.arrows
+
+
+CLIENT_ROOTS = ("keaplink.client", "keaplink.contract")
+
+
+def shipped_in_the_client() -> set[str]:
+    """The modules of the files the client's wheel is built from (the root pyproject's ``only-include``)."""
+    paths = [LAYER.parents[1] / path for path in client_files()]
+    return {m for m, file in GRAPH.modules.items() if any(file == p or p in file.parents for p in paths)}
+
+
+def test_the_client_distribution_is_what_the_client_imports_and_nothing_else() -> None:
+    """Every module the client and the contract import, by any import statement, is in the wheel (with the
+    packages that hold it), and the wheel holds nothing more: no Lambda code."""
+    needed = GRAPH.reachable(m for m in GRAPH.modules if part(m) in CLIENT_ROOTS)
+    packages = {".".join(m.split(".")[:i]) for m in needed for i in range(1, m.count(".") + 1)}
+    assert shipped_in_the_client() == needed | packages
+    assert {"keaplink.contract.messages", "keaplink.client.cli", "keaplink.errors"} <= needed
+
+
+def test_the_layer_uses_the_one_contract() -> None:
+    assert ("keaplink.actions.batch", "keaplink.contract.messages") in GRAPH.arrows
+    assert not [m for m in GRAPH.modules if part(m) == "keaplink.actions" and m.endswith(("messages", "dead_letters"))]
 
 
 ENV_NAMES = ("environ", "getenv", "environb", "putenv")

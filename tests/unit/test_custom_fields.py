@@ -70,9 +70,9 @@ def test_the_merge_keeps_every_other_field_and_clears_with_none() -> None:
 
 
 def test_the_service_writes_merged_values_reads_the_model_again_on_a_miss_and_refuses_before_writing() -> None:
-    from keaplink.actions.messages import ContactFields, SignedUp
     from keaplink.actions.service import ActionService
     from keaplink.actions.tags import TagIds
+    from keaplink.contract.messages import ContactFields, SignedUp
     from keaplink.errors import InvalidMessage
     from tests.unit.keap_fakes import FakeKeap, FakeUsers
 

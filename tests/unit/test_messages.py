@@ -8,7 +8,7 @@ import json
 import pytest
 
 from keaplink.actions.batch import read
-from keaplink.actions.messages import MAX_BODY_BYTES, ButtonPressed, nesting_depth, parse
+from keaplink.contract.messages import MAX_BODY_BYTES, ButtonPressed, nesting_depth, parse
 from keaplink.errors import InvalidMessage
 
 VALID = json.dumps({"type": "button.pressed", "user_id": "u1"})
@@ -71,7 +71,7 @@ def test_an_email_keap_can_look_up_is_accepted(email: str) -> None:
 
 
 def test_the_contract_refuses_exactly_what_the_lookup_cannot_filter() -> None:
-    from keaplink.actions.messages import UNSEARCHABLE_IN_EMAIL
+    from keaplink.contract.messages import UNSEARCHABLE_IN_EMAIL
     from keaplink.keap.client import FILTER_SPECIAL, filter_safe
 
     assert UNSEARCHABLE_IN_EMAIL == FILTER_SPECIAL

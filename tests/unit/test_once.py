@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from keaplink.actions.messages import ContactGoal, ContactNote, SignedUp
 from keaplink.actions.once import CLAIM_STALE_S, Claim, Seen, may_have_acted, seen
 from keaplink.actions.service import ActionService
 from keaplink.actions.tags import TagIds
+from keaplink.contract.messages import ContactGoal, ContactNote, SignedUp
 from keaplink.errors import (
     KeapDown,
     KeapRateLimited,

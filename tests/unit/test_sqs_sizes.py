@@ -4,7 +4,7 @@ The limit and its arithmetic, as AWS documents them (SQS developer guide, "Amazo
 https://docs.aws.amazon.com/AWSSimpleQueueService/latest/SQSDeveloperGuide/sqs-message-metadata.html, and
 the API reference of MessageAttributeValue): "All parts of the message attribute, including Name, Type, and
 Value, are part of the message size restriction (256 KiB or 262,144 bytes)." The size is computed here apart
-from the product's own :func:`keaplink.actions.sizes.sqs_size`, so the two are checked against each
+from the product's own :func:`keaplink.contract.sizes.sqs_size`, so the two are checked against each
 other and not against themselves.
 """
 
@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from keaplink.actions.dead_letters import REASON_ATTRIBUTE, DeadLetterQueue
 from keaplink.actions.queue import REQUEUES, ActionsQueue
-from keaplink.actions.sizes import MAX_MESSAGE_BYTES, fit, sqs_size
+from keaplink.contract.dead_letters import REASON_ATTRIBUTE, DeadLetterQueue
+from keaplink.contract.sizes import MAX_MESSAGE_BYTES, fit, sqs_size
 
 LIMIT = 262_144
 
@@ -95,9 +95,3 @@ def test_the_reason_is_kept_before_the_source_id_when_only_one_fits() -> None:
     attrs = sent.calls[0]["MessageAttributes"]
     assert list(attrs) == [REASON_ATTRIBUTE] and aws_size(body, attrs) <= LIMIT
     assert attrs[REASON_ATTRIBUTE]["StringValue"] == "the body is too large for the contract"
-
-
-def test_the_redrive_drops_the_requeue_count_by_its_real_name() -> None:
-    from keaplink.actions.dead_letters import REQUEUES_ATTRIBUTE
-
-    assert REQUEUES_ATTRIBUTE == REQUEUES

@@ -47,6 +47,14 @@ def python_executable() -> Path:
     return Path(_script())
 
 
+def find_python(version: str) -> Path | None:
+    """A base interpreter of ``version`` (``M.M``) by the same search as the runtime's, or None."""
+    try:
+        return Path(_script("--find", version))
+    except RuntimeNotFound:
+        return None
+
+
 def running_matches() -> bool:
     """True when this process runs on the runtime's Python version."""
     return f"{sys.version_info[0]}.{sys.version_info[1]}" == python_version()

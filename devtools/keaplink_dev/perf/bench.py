@@ -665,7 +665,7 @@ class Bench:
         moto_cpu = _cpu_s(self.procs[0].pid)
         with self.other_callers(callers) as others:
             run = poller.run(env, schedule, self.s.timeout_s)
-        ended = time.time()
+        ended = time.time()  # up to now: the containers' start-up is not in run.elapsed_s
         moto_cpu = _cpu_s(self.procs[0].pid) - moto_cpu
         everyone = self.keap_log(started, ended)
         probes = others["probes"] + others["failed"] if callers else 0

@@ -22,9 +22,9 @@ from typing import Any
 import requests
 
 from keaplink import root
-from keaplink.actions.messages import parse
 from keaplink.connection.schedule import run_scheduled
 from keaplink.connection.token import Token
+from keaplink.contract.messages import parse
 from keaplink.errors import InvalidMessage
 from keaplink.keap.deadline import Deadline
 from keaplink.observability import MetricUnit, NullMetrics

@@ -242,7 +242,7 @@ def admin_gate() -> Gate:
 
 def dead_letter_glance() -> dict[str, Any]:
     """The DLQ's count and newest reasons, peeked and released at once (nothing is hidden)."""
-    from keaplink.actions.dead_letters import DeadLetterQueue
+    from keaplink.contract.dead_letters import DeadLetterQueue
 
     return DeadLetterQueue(lambda: aws_client("sqs"), settings().need("dlq_url")).glance()
 
@@ -405,8 +405,8 @@ def actions(metrics: MetricsPort, through: Refresher | None = None, clock: Clock
     """The actions function's collaborators (``through``: a refresher of the caller's, e.g. the benchmark's;
     ``clock``: epoch seconds, simulated by tests that need hours to pass)."""
     from keaplink.actions.batch import ActionsDeps
-    from keaplink.actions.dead_letters import DeadLetterQueue
     from keaplink.actions.service import ActionService
+    from keaplink.contract.dead_letters import DeadLetterQueue
 
     via = through or (refresher(metrics, clock) if not settings().is_api_key_mode else None)
     return ActionsDeps(

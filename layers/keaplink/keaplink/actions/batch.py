@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from keaplink.actions.hold.policy import Hold, opening_hold, should_hold, stronger
-from keaplink.actions.messages import Message, parse
 from keaplink.actions.ordering import predecessors
 from keaplink.actions.queue import first_sent_ms, oldest_age_s, requeues
 from keaplink.actions.service import PendingTag
+from keaplink.contract.messages import Message, parse
 from keaplink.errors import InvalidMessage, KeapRequestRejected, NotReady, OutcomeUnknown, OutOfTime
 from keaplink.keap.client import KeapClient
 from keaplink.keap.deadline import Deadline
@@ -39,11 +39,11 @@ from keaplink.observability import MetricsPort, MetricUnit, logger
 if TYPE_CHECKING:
     from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 
-    from keaplink.actions.dead_letters import DeadLetterQueue
     from keaplink.actions.hold.holding import Holding
     from keaplink.actions.queue import ActionsQueue
     from keaplink.actions.service import ActionService
     from keaplink.actions.users import UserRecord
+    from keaplink.contract.dead_letters import DeadLetterQueue
     from keaplink.keap.quota import Quota
     from keaplink.keap.session import KeapSession
 

@@ -9,11 +9,11 @@ import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from keaplink.actions.sizes import fit
+from keaplink.contract.dead_letters import REQUEUES_ATTRIBUTE as REQUEUES
+from keaplink.contract.sizes import fit
 from keaplink.observability import logger
 
 REQUEUED_FROM = "keaplink-requeued-from"
-REQUEUES = "keaplink-requeues"
 FIRST_SENT = "keaplink-first-sent"  # the original message's SentTimestamp (ms), carried across re-sends
 MAX_DELAY_S = 900  # SQS's longest DelaySeconds
 

@@ -16,15 +16,15 @@ from typing import TYPE_CHECKING
 
 from keaplink.actions import fields, once
 from keaplink.actions.facts import KeapFacts
-from keaplink.actions.messages import ButtonPressed, ContactFields, ContactGoal, ContactNote, ContactUntag, SignedUp
 from keaplink.actions.tag_results import TagResult, classify
+from keaplink.contract.messages import ButtonPressed, ContactFields, ContactGoal, ContactNote, ContactUntag, SignedUp
 from keaplink.errors import InvalidMessage, KeapRequestRejected, KeapUnavailable, NotReady, OutcomeUnknown
 from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
 
 if TYPE_CHECKING:
-    from keaplink.actions.messages import Message
     from keaplink.actions.tags import TagIds
     from keaplink.actions.users import UserRecord, UserStore
+    from keaplink.contract.messages import Message
     from keaplink.keap.client import Contact, KeapClient
 
 HEALING_ROUNDS = 3  # stale ids found and replaced within one message, at most

@@ -112,7 +112,7 @@ def _field(spec: str) -> tuple[str, Any]:
 
 
 def _dlq(args: argparse.Namespace, targets: Targets) -> int:
-    from keaplink.actions.dead_letters import DeadLetterQueue
+    from keaplink.contract.dead_letters import DeadLetterQueue
     from keaplink.text import printable
 
     sqs = targets.sqs()

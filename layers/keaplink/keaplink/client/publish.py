@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from keaplink.actions.messages import (
+from keaplink.client.aws import sqs_client
+from keaplink.config import client_settings
+from keaplink.contract.messages import (
     ButtonPressed,
     ContactFields,
     ContactGoal,
@@ -29,8 +31,6 @@ from keaplink.actions.messages import (
     to_json,
     validate,
 )
-from keaplink.client.aws import sqs_client
-from keaplink.config import client_settings
 from keaplink.errors import ConfigError
 
 

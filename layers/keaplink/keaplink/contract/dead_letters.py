@@ -16,14 +16,13 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from keaplink.actions.sizes import fit
+from keaplink.contract.sizes import fit
 
 REASON_ATTRIBUTE = "keaplink-reason"
 SOURCE_ATTRIBUTE = "keaplink-source-message-id"
 NO_REASON = "retries exhausted (no reason recorded)"
 POLL_S = 1  # WaitTimeSeconds of every read: long polling, which asks every server
-# actions.queue.REQUEUES, named here: importing actions.queue would load Powertools into the CLI
-REQUEUES_ATTRIBUTE = "keaplink-requeues"
+REQUEUES_ATTRIBUTE = "keaplink-requeues"  # how often actions.queue re-sent a message (a redrive starts afresh)
 
 
 @dataclass(frozen=True)

@@ -136,6 +136,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
     # Buffer writes so headers and body leave in one segment (no Nagle/delayed-ACK 40 ms stalls).
     wbufsize = -1
     disable_nagle_algorithm = True
+    _arrived: float | None = None  # the current request's arrival (monotonic): what the spike window counts
     server: SandboxHTTPServer
 
     # ------------------------------------------------------------------ plumbing
@@ -217,6 +218,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
             "t": self.state.now(),
             "dropped": False,
         }
+        self._arrived = time.monotonic()
         if path == TOKEN_PATH:
             entry["grant_type"] = first_values(body.decode("utf-8", "replace")).get("grant_type")
         exchange = None
@@ -424,7 +426,7 @@ class SandboxRequestHandler(BaseHTTPRequestHandler):
         shape = self.state.config.gateway_error_shape
         if caller is None:
             return outcome_response(gateway_error(401, shape))
-        result = self.state.check_throttle(caller)
+        result = self.state.check_throttle(caller, self._arrived)
         if not result.allowed:
             headers = dict(result.headers)
             if self.state.config.send_retry_after:

@@ -657,14 +657,15 @@ class SandboxState:
         return Outcome(200, {"sub": "1", "id": "1", "keap_id": email, "email": email, "given_name": "Sandbox",
                              "family_name": "Admin", "is_admin": True, "tenant_id": caller.tenant.split(".")[0]})
 
-    def check_throttle(self, caller: Caller) -> ThrottleResult:
+    def check_throttle(self, caller: Caller, arrived: float | None = None) -> ThrottleResult:
+        """``arrived``: the request's arrival on the monotonic clock (now if not given)."""
         with self.lock:
             return self.throttle.check(
                 auth_kind=caller.kind,
                 identity=caller.identity,
                 tenant=caller.tenant,
                 now=self.clock.now(),
-                mono=time.monotonic(),
+                mono=time.monotonic() if arrived is None else arrived,
                 limits=self.config.limits,
                 enforce=self.config.throttle,
             )

@@ -9,7 +9,9 @@ Limits modelled (all configurable, keys of :data:`DEFAULT_LIMITS`):
 
 Minute and day windows are fixed windows on the *sandbox* clock (days reset at 00:00 UTC), so a test
 can advance the clock to roll them over. Per-second windows are sliding one-second windows on the
-*real* monotonic clock, so that tests using real concurrency see real spikes. Rejected requests are
+*real* monotonic clock, so that tests using real concurrency see real spikes, stamped when a request
+arrives (before the simulated latency: a gateway counts before the API works), so a request checked a
+little later than one that arrived after it still counts in arrival order. Rejected requests are
 not counted.
 
 This class holds no lock of its own: :class:`keap_sandbox.state.SandboxState` calls it under its lock.
@@ -17,7 +19,7 @@ This class holds no lock of its own: :class:`keap_sandbox.state.SandboxState` ca
 
 from __future__ import annotations
 
-import collections
+import bisect
 import math
 from dataclasses import dataclass, field
 
@@ -64,15 +66,17 @@ class _Fixed:
 
 @dataclass
 class _Sliding:
-    stamps: collections.deque[float] = field(default_factory=collections.deque)
+    stamps: list[float] = field(default_factory=list)  # arrival times, in order
 
     def current(self, mono: float) -> int:
-        while self.stamps and self.stamps[0] <= mono - 1.0:
-            self.stamps.popleft()
-        return len(self.stamps)
+        """The most requests in a one-second window that would also hold one arriving at ``mono`` (windows
+        ending at ``mono`` or at a later arrival already counted, which a request checked late must respect)."""
+        del self.stamps[:bisect.bisect_right(self.stamps, mono - 2.0)]  # older than any window still checked
+        ends = [mono, *self.stamps[bisect.bisect_right(self.stamps, mono):bisect.bisect_left(self.stamps, mono + 1.0)]]
+        return max(bisect.bisect_right(self.stamps, end) - bisect.bisect_right(self.stamps, end - 1.0) for end in ends)
 
     def add(self, mono: float) -> None:
-        self.stamps.append(mono)
+        bisect.insort(self.stamps, mono)
 
 
 class Throttle:

@@ -205,3 +205,18 @@ def test_429_in_v2_shape(api: Api, sb: SandboxHandle) -> None:
     assert r.status_code == 429 and "Retry-After" not in r.headers
     assert r.json() == {"code": 429, "message": "Quota Exceeded", "status": "Request Throttled", "details": []}
     assert sb.control.contract_violations() == []  # checked against Error, which it satisfies
+
+
+def test_the_spike_window_counts_arrivals_even_when_checked_out_of_order() -> None:
+    from keap_sandbox.throttle import DEFAULT_LIMITS, Throttle
+
+    throttle = Throttle()
+    limits = {**DEFAULT_LIMITS, "spike_per_second": 2}
+
+    def check(arrived: float) -> bool:
+        return throttle.check(auth_kind="oauth", identity="c", tenant="t", now=0.0, mono=arrived, limits=limits,
+                              enforce=True).allowed
+
+    assert check(5.0) and check(5.5)
+    assert not check(4.9)  # arrived first, checked last: (4.5, 5.5] would hold three
+    assert check(6.05)  # (5.05, 6.05] holds 5.5 only

@@ -5,13 +5,13 @@ from __future__ import annotations
 import pytest
 
 from keaplink import root
-from keaplink.config import DEFAULT_MAX_RPS, client_settings, get_settings
+from keaplink.config import DEFAULT_MAX_RPS, DEFAULT_RATE_BUDGET, client_settings, get_settings
 from keaplink.errors import ConfigError
 
 
 @pytest.fixture(autouse=True)
 def fresh(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
-    for name in ("KEAP_MAX_RPS", "ACTIONS_CONCURRENCY", "KEAP_AUTH_MODE", "KEAP_API_URL", "DLQ_URL",
+    for name in ("KEAP_MAX_RPS", "KEAP_RATE_BUDGET", "ACTIONS_CONCURRENCY", "KEAP_AUTH_MODE", "KEAP_API_URL", "DLQ_URL",
                  "ACTIONS_FUNCTION", "AWS_LAMBDA_FUNCTION_NAME", "KEAPLINK_QUEUE_URL"):
         monkeypatch.delenv(name, raising=False)
     root.reset()
@@ -22,12 +22,14 @@ def fresh(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
 def test_defaults() -> None:
     s = get_settings()
     assert (s.keap_max_rps, s.actions_concurrency, s.auth_mode) == (DEFAULT_MAX_RPS, 8, "oauth")
+    assert s.keap_rate_budget == DEFAULT_RATE_BUDGET == 23.5  # the whole deployment's, below Keap's 25/s
     assert s.keap_api_url == "https://api.infusionsoft.com/crm/rest" and s.actions_function is None
 
 
 @pytest.mark.parametrize(("name", "value", "message"), [
     ("KEAP_MAX_RPS", "fast", "must be a number"),
     ("KEAP_MAX_RPS", "40", "between 0.1 and 25"),
+    ("KEAP_RATE_BUDGET", "30", "between 0.1 and 25"),
     ("ACTIONS_CONCURRENCY", "0", "between 1 and 64"),
     ("KEAP_AUTH_MODE", "basic", "'oauth' or 'api_key'"),
     ("KEAP_API_URL", "api.keap.com", "http(s) URL"),

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from keaplink.config import DEFAULT_ACTIONS_CONTAINERS, DEFAULT_REFRESH_LEASE_S
+from keaplink.config import DEFAULT_ACTIONS_CONTAINERS, DEFAULT_RATE_BUDGET, DEFAULT_REFRESH_LEASE_S
 from keaplink_dev.local.template import functions as all_functions
 from keaplink_dev.local.template import load_template
 
@@ -31,10 +31,16 @@ def test_the_refresh_lease_outlives_every_function_that_may_hold_it(template: di
     assert lease == DEFAULT_REFRESH_LEASE_S  # the code's default is the template's value
 
 
-def test_the_containers_sharing_keaps_quota_are_the_event_sources_maximum(template: dict[str, Any]) -> None:
+def test_maximum_concurrency_is_one_free_parameter_under_one_shared_keap_budget(template: dict[str, Any]) -> None:
     actions = functions(template)["ActionsFunction"]
     maximum = actions["Events"]["Queue"]["Properties"]["ScalingConfig"]["MaximumConcurrency"]
-    assert int(actions["Environment"]["Variables"]["ACTIONS_CONTAINERS"]) == maximum == DEFAULT_ACTIONS_CONTAINERS
+    variables = actions["Environment"]["Variables"]
+    # One parameter sets the event source and the local share's divisor: nothing to keep in sync by hand.
+    assert maximum == variables["ACTIONS_CONTAINERS"] == {"Ref": "ActionsMaxConcurrency"}
+    assert template["Parameters"]["ActionsMaxConcurrency"]["Default"] == DEFAULT_ACTIONS_CONTAINERS
+    # The rate is the deployment's, not a container's: no per-container split to keep in sync.
+    assert "KEAP_MAX_RPS" not in variables
+    assert variables["KEAP_RATE_BUDGET"] == {"Fn::If": ["IsApiKeyMode", "3.8", f"{DEFAULT_RATE_BUDGET:g}"]}
 
 
 def test_the_dlq_keeps_a_moved_message_long_after_the_queue_would_have(template: dict[str, Any]) -> None:

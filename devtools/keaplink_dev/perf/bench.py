@@ -12,11 +12,16 @@ Measured:
 1. Keap calls per event (sandbox request log) for each kind of event; token-store reads per SQS batch.
 2. A burst of first presses of known users (in Keap, signed up in the app, not yet tagged).
 3. 50/50 mixes of signups and first presses: signups of new people, and of people already in Keap.
-4. Event-to-effect latency at a light load (1 event/s).
-5. The naive way (``bench_naive``) on the 50/50 mix at 50 ms and 150 ms of Keap latency.
+4. Event-to-effect latency at a light load (1 event/s), with the poller as AWS documents it at very low traffic
+   (with a batching window, Lambda may wait up to 20 s before invoking), for the template's setting and for a
+   low-latency one (batch size 10, no window).
+5. The naive way (``perf.naive``) on the 50/50 mix at 50 ms and 150 ms of Keap latency.
 6. Cold start (``coldstart``): handler import time, RSS after import, layer size.
+7. Cost per million events (``perf.cost``), from the invocations, busy seconds, AWS calls and log bytes counted.
 
-Every run checks every effect at the sandbox afterwards: 0 lost (missing effect or DLQ) and the 429s counted.
+All containers share one Keap budget (``BUDGET#``, keap/budget.py); during the burst the parent also probes Keap
+and refreshes the token, as the minute check and the hourly refresh would. Every run checks every effect at the
+sandbox afterwards: 0 lost (missing effect or DLQ) and the 429s counted.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ import math
 import multiprocessing
 import os
 import platform
+import random
 import statistics
 import subprocess
 import sys
@@ -108,18 +114,24 @@ class EventSource:
     @classmethod
     def from_template(cls) -> EventSource:
         template = local_template.load_template()
+        defaults = {k: v.get("Default") for k, v in template.get("Parameters", {}).items()}
+
+        def resolve(value: Any) -> Any:  # a parameter's default for ``!Ref Parameter``
+            return defaults.get(value["Ref"], value) if isinstance(value, dict) and "Ref" in value else value
+
         function = template["Resources"]["ActionsFunction"]["Properties"]
         source = function["Events"]["Queue"]["Properties"]
         globals_ = template.get("Globals", {}).get("Function", {})
         queue = template["Resources"]["ActionsQueue"]["Properties"]
         return cls(batch_size=int(source.get("BatchSize", 10)),
                    window_s=float(source.get("MaximumBatchingWindowInSeconds", 0)),
-                   concurrency=int(source.get("ScalingConfig", {}).get("MaximumConcurrency", 2)),
+                   concurrency=int(resolve(source.get("ScalingConfig", {}).get("MaximumConcurrency", 2))),
                    function_timeout_s=int(function.get("Timeout", globals_.get("Timeout", 3))),
                    memory_mb=int(function.get("MemorySize", globals_.get("MemorySize", 128))),
                    visibility_s=int(queue.get("VisibilityTimeout", 30)),
-                   env={str(k): str(_oauth_choice(v)) for k, v in function["Environment"]["Variables"].items()
-                        if isinstance(_oauth_choice(v), str | int | float)})
+                   env={str(k): str(resolve(_oauth_choice(v)))
+                        for k, v in function["Environment"]["Variables"].items()
+                        if isinstance(resolve(_oauth_choice(v)), str | int | float)})
 
 
 def _oauth_choice(value: Any) -> Any:
@@ -170,7 +182,27 @@ class WorkerReport:
     token_reads: list[int] = field(default_factory=list)
     rss_ready_mb: float = 0.0
     rss_peak_mb: float = 0.0
+    invocations: int = 0
+    busy_s: float = 0.0  # the handler's wall time, summed: Lambda's billed duration
+    log_bytes: int = 0  # what the handler wrote to stdout (logs, EMF metrics): CloudWatch Logs' ingestion
+    aws: dict[str, Any] = field(default_factory=dict)  # perf.cost.AwsCalls.snapshot()
+    budget: dict[str, int] = field(default_factory=dict)  # the shared budget's writes, conflicts, dropped slots
+    cpu_s: float = 0.0  # the container's CPU time over its batches (every thread)
     error: str = ""
+
+
+class _CountingSink:
+    """stdout of a container: counts the bytes, keeps none."""
+
+    def __init__(self) -> None:
+        self.bytes = 0
+
+    def write(self, text: str) -> int:
+        self.bytes += len(text.encode())
+        return len(text)
+
+    def flush(self) -> None:
+        pass
 
 
 def sqs_record(message_id: str, body: str, receive_count: int) -> dict[str, Any]:
@@ -205,13 +237,17 @@ def _worker(index: int, env: dict[str, str], inbox: Any, feedback: Any, ready: A
     parent, which plays the event source."""
     import queue as queue_module
 
+    from keaplink_dev.perf.cost import AwsCalls
+
     report = WorkerReport(f"container-{index}")
+    sink = _CountingSink()
     try:
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 - the handler's logs and metrics go nowhere
+        sys.stdout = sink  # type: ignore[assignment]  # the handler's logs and metrics: counted, kept nowhere
         os.environ.update(env)
         _paths()
         context = lambda_events.FakeContext()
         handler, per_batch = counting_handler()
+        aws_calls = AwsCalls().install()
         report.rss_ready_mb = _rss_mb("VmRSS")
         _reset_peak_rss()
         ready.set()
@@ -220,13 +256,25 @@ def _worker(index: int, env: dict[str, str], inbox: Any, feedback: Any, ready: A
                 batch = inbox.get(timeout=0.02)
             except queue_module.Empty:
                 continue
+            began, cpu = time.time(), time.process_time()
             response = handler({"Records": batch}, context)
             ended = time.time()
+            report.cpu_s += time.process_time() - cpu
+            report.invocations += 1
+            report.busy_s += ended - began
             failed = {f["itemIdentifier"] for f in response.get("batchItemFailures", [])}
             feedback.put((index, ended, [r["messageId"] for r in batch if r["messageId"] not in failed],
                           [r for r in batch if r["messageId"] in failed]))
         report.token_reads = per_batch
         report.rss_peak_mb = _rss_mb("VmHWM")
+        report.log_bytes = sink.bytes
+        report.aws = aws_calls.snapshot()
+        from keaplink import root
+
+        budget = root.rate_limiter()
+        report.budget = {"writes": budget.writes, "conflicts": budget.conflicts, "reads": budget.reads,
+                         "dropped": budget.dropped, "late": budget.late,
+                         "fallbacks": budget.fallbacks}
     except Exception as exc:  # noqa: BLE001 - reported to the parent, which fails the run
         report.error = f"{type(exc).__name__}: {exc}"
         ready.set()
@@ -279,9 +327,25 @@ class Poller:
     record is visible again after ``visibility_s``. Lambda's own polling is AWS's part (and the emulator's SQS
     would be what got measured), so the queue lives here, in memory."""
 
-    def __init__(self, source: EventSource, visibility_s: float) -> None:
+    def __init__(self, source: EventSource, visibility_s: float, low_traffic_cycle_s: float | None = None) -> None:
         self.source = source
         self.visibility_s = visibility_s
+        # AWS: "If you're using a batch window and your SQS queue contains very low traffic, Lambda might wait for
+        # up to 20 seconds before invoking your function", even with a shorter window. Modelled for the light load:
+        # a batch that is not full goes out at the end of the poller's current 20 s long poll (phase random).
+        self.low_traffic_cycle_s = low_traffic_cycle_s if source.window_s > 0 else None
+        self._phase = 0.0
+
+    def _released(self, oldest: float, now: float) -> bool:
+        """May a batch that is not full go out now?"""
+        if now - oldest < self.source.window_s:
+            return False
+        cycle = self.low_traffic_cycle_s
+        if not cycle:
+            return True
+        # The end of the long poll that was under way when the oldest record arrived.
+        boundary = self._phase + math.ceil(max(0.0, oldest - self._phase) / cycle) * cycle
+        return now >= boundary
 
     def run(self, env: dict[str, str], schedule: list[tuple[float, str]], timeout_s: float) -> Run:
         """``schedule``: (seconds after the start, body) of each event."""
@@ -304,13 +368,15 @@ class Poller:
         batch_sizes: list[int] = []
         returned = 0
         last_end = start
+        cycle = self.low_traffic_cycle_s
+        self._phase = start + (random.uniform(0, cycle) if cycle else 0.0)
         deadline = time.monotonic() + timeout_s
         while outstanding and time.monotonic() < deadline:
             now = time.time()
             while idle and visible and visible[0][0] <= now:
                 due = sum(1 for at, _, _ in visible if at <= now)  # heap: cheap enough at these sizes
                 oldest = visible[0][0]
-                if due < self.source.batch_size and now - oldest < self.source.window_s:
+                if due < self.source.batch_size and not self._released(oldest, now):
                     break
                 batch = [heapq.heappop(visible)[2] for _ in range(min(due, self.source.batch_size))]
                 inboxes[idle.pop()].put(batch)
@@ -351,6 +417,11 @@ class Settings:
     coldstart_runs: int = 5
     layer: bool = True
     timeout_s: float = 900.0
+    concurrency: int | None = None  # MaximumConcurrency for every run (None: the template's)
+    burst_concurrency: int = 4  # the burst's: what the shared budget allows, DynamoDB work spread wider
+    poll_cycle_s: float = 20.0  # the poller's long poll at very low traffic (AWS: "up to 20 seconds")
+    callers_during_burst: bool = True  # the minute probe and a refresh, during the burst
+    rate_budget: float | None = None  # KEAP_RATE_BUDGET for the containers (None: the template's)
 
 
 class Bench:
@@ -390,16 +461,19 @@ class Bench:
         creds = {"client_id": self.sandbox.client_id, "client_secret": self.sandbox.client_secret}
         self.aws = moto_server.create_resources(endpoint, uuid.uuid4().hex[:8], creds)
         self.env = {
-            **self.source.env,  # KEAP_MAX_RPS, ACTIONS_CONCURRENCY, ACTIONS_CONTAINERS as deployed
+            **self.source.env,  # KEAP_RATE_BUDGET, ACTIONS_CONCURRENCY, ACTIONS_CONTAINERS as deployed
             **self.aws.env(),
             "KEAP_AUTHORIZE_URL": self.sandbox.authorize_url,
             "KEAP_TOKEN_URL": self.sandbox.token_url,
             "KEAP_API_URL": self.sandbox.api_url,
             "KEAP_AUTH_MODE": "oauth",
             "POWERTOOLS_METRICS_NAMESPACE": "keaplink",
-            "POWERTOOLS_METRICS_DISABLED": "true",
+            "POWERTOOLS_SERVICE_NAME": "keaplink",
             "POWERTOOLS_LOG_LEVEL": "WARNING",
+            "POWERTOOLS_METRICS_DISABLED": "true",
         }
+        # The containers log and emit metrics as deployed (template: INFO): their bytes are part of the cost.
+        self.container_env = {"POWERTOOLS_LOG_LEVEL": "INFO", "POWERTOOLS_METRICS_DISABLED": "false"}
         self.previous_env = moto_server.apply_env(self.env)
         from keaplink import root
 
@@ -437,6 +511,44 @@ class Bench:
     def rest_log(self, since: float = 0.0, until: float = math.inf) -> list[dict[str, Any]]:
         return [r for r in self.sandbox.control.requests()
                 if r["path"].startswith("/crm/rest") and since <= r["t"] <= until]
+
+    def keap_log(self, since: float = 0.0, until: float = math.inf) -> list[dict[str, Any]]:
+        """Every call to Keap, the token endpoint included."""
+        return [r for r in self.sandbox.control.requests()
+                if r["path"].startswith(("/crm/rest", "/token")) and since <= r["t"] <= until]
+
+    @contextlib.contextmanager
+    def other_callers(self, enabled: bool) -> Iterator[dict[str, int]]:
+        """The minute probe and a refresh ("Refresh now", the hourly check) while a run goes on: in this process,
+        through the root, on priority slots of the same shared budget."""
+        done = {"probes": 0, "refreshes": 0, "failed": 0}
+        stop = threading.Event()
+
+        def call() -> None:
+            from keaplink import root
+
+            stop.wait(1.0)
+            while not stop.is_set():
+                try:
+                    session = root.keap_session(probe=True)
+                    session.request("GET", "/v2/tags", "probe", params={"page_size": 1})
+                    done["probes"] += 1
+                    if done["refreshes"] == 0:
+                        root.refresher().ensure_fresh(force=True)
+                        done["refreshes"] += 1
+                except Exception:  # noqa: BLE001 - counted: a caller the burst starved would show here
+                    done["failed"] += 1
+                stop.wait(2.0)
+
+        thread = threading.Thread(target=call, daemon=True)
+        if enabled:
+            thread.start()
+        try:
+            yield done
+        finally:
+            stop.set()
+            if enabled:
+                thread.join(30)
 
     def send(self, bodies: list[str]) -> None:
         sqs = self.aws.client("sqs")
@@ -534,16 +646,32 @@ class Bench:
         }
 
     # --- 2. to 4. the event source's scenarios ---------------------------------------------------------
-    def scenario(self, name: str, events: list[tuple[str, str, str]], rate_per_s: float | None = None) -> None:
-        """``events`` through the modelled event source and two containers: all at once (a burst), or at
-        ``rate_per_s``. Every effect is checked at the sandbox afterwards."""
+    def scenario(self, name: str, events: list[tuple[str, str, str]], rate_per_s: float | None = None,
+                 source: EventSource | None = None, low_traffic: bool = False, callers: bool = False) -> None:
+        """``events`` through the modelled event source and its containers: all at once (a burst), or at
+        ``rate_per_s``. ``low_traffic``: the poller's documented wait at very low traffic; ``callers``: a probe and
+        a refresh run meanwhile. Every effect is checked at the sandbox afterwards."""
+        from keaplink_dev.perf.cost import SQS_MESSAGES_PER_CALL, per_million, usage
+
+        source = source or self.source
+        if self.s.concurrency:
+            source = replace(source, concurrency=self.s.concurrency)
         schedule = [(i / rate_per_s if rate_per_s else 0.0, body) for i, (_, _, body) in enumerate(events)]
+        env = {**self.env, **self.container_env, "ACTIONS_CONTAINERS": str(source.concurrency)}
+        if self.s.rate_budget:
+            env["KEAP_RATE_BUDGET"] = f"{self.s.rate_budget:g}"
         started = time.time()
-        run = Poller(self.source, self.s.visibility_s).run(self.env, schedule, self.s.timeout_s)
-        # Up to now, not started + elapsed: the containers' start-up is not in run.elapsed_s, and on a busy machine
-        # it pushed a scenario's last calls out of a window that short.
-        log = self.rest_log(started, time.time())
-        throttled = sum(1 for r in log if r["status"] == 429)
+        poller = Poller(source, self.s.visibility_s, self.s.poll_cycle_s if low_traffic else None)
+        moto_cpu = _cpu_s(self.procs[0].pid)
+        with self.other_callers(callers) as others:
+            run = poller.run(env, schedule, self.s.timeout_s)
+        ended = time.time()  # up to now: the containers' start-up is not in run.elapsed_s
+        moto_cpu = _cpu_s(self.procs[0].pid) - moto_cpu
+        everyone = self.keap_log(started, ended)
+        probes = others["probes"] + others["failed"] if callers else 0
+        # The containers' calls: the probes (GET /v2/tags?page_size=1, from this process) set apart.
+        log = [r for r in self.rest_log(started, ended) if not (probes and _is_probe(r))]
+        throttled = sum(1 for r in everyone if r["status"] == 429)
         presses = sum(1 for _, _, b in events if '"button.pressed"' in b)
         apply_calls = [r for r in log if r["path"].endswith(":applyTags")]
         dead = sqs_poller.dlq_messages(self.aws)
@@ -561,7 +689,17 @@ class Bench:
             "apply_tags_calls": len(apply_calls),
             "presses_per_keap_call": presses / len(log) if log else math.inf,
             "throttled_429": throttled,
-            "peak_1s_requests": peak_per_second(log),
+            "peak_1s_requests": peak_per_second(everyone),  # every caller: the probe and the token endpoint too
+            # CPU per event: the DynamoDB emulator's and the containers' (2 cores shared: their sum bounds the rate)
+            "cpu_ms_per_event": {"moto": 1000 * moto_cpu / run.events,
+                                 "containers": 1000 * sum(r.cpu_s for r in run.reports) / run.events},
+            "concurrency": source.concurrency,
+            "batch_size_setting": source.batch_size,
+            "window_s": source.window_s,
+            "low_traffic_model": low_traffic,
+            "other_callers": others if callers else None,
+            # Kept when Keap answered 429: when and what.
+            "keap_log_if_throttled": [(round(x["t"], 4), x["status"], x["path"]) for x in everyone if throttled],
             "batches": len(run.batch_sizes),
             "batch_size_mean": statistics.mean(run.batch_sizes),
             "batch_size_max": max(run.batch_sizes),
@@ -575,6 +713,23 @@ class Bench:
             "dlq": len(dead),
             "lost": lost,
         }
+        aws_calls: dict[str, int] = {}
+        for report in run.reports:
+            for key, n in report.aws.get("calls", {}).items():
+                aws_calls[key] = aws_calls.get(key, 0) + n
+        receives = sum(math.ceil(n / SQS_MESSAGES_PER_CALL) for n in run.batch_sizes)
+        per_event = usage(run.events, sum(r.invocations for r in run.reports), sum(r.busy_s for r in run.reports),
+                          source.memory_mb, aws_calls, sum(r.aws.get("rru", 0.0) for r in run.reports),
+                          sum(r.aws.get("wru", 0.0) for r in run.reports), sum(r.log_bytes for r in run.reports),
+                          receives, receives)
+        self.results[name].update({
+            "aws_calls": aws_calls,
+            "usage_per_event": per_event,
+            "cost_per_million": per_million(per_event),
+            "log_bytes_per_event": sum(r.log_bytes for r in run.reports) / run.events,
+            "budget": {k: sum(r.budget.get(k, 0) for r in run.reports) for k in ("writes", "conflicts", "reads",
+                                                                                 "dropped", "late", "fallbacks")},
+        })
 
     def check_end_state(self, events: list[tuple[str, str, str]]) -> int:
         """Effects missing at the sandbox: a signup without exactly one contact, a press without the tag."""
@@ -595,13 +750,28 @@ class Bench:
     # --- 5. naive baseline ----------------------------------------------------------------------------
     def naive(self, name: str, events: list[tuple[str, str, str]], latency_ms: float) -> None:
         from keaplink import root
+        from keaplink_dev.perf.cost import AwsCalls, per_million, usage
         from keaplink_dev.perf.naive import NaiveActions, run_list
 
-        with self.keap_latency(latency_ms):
-            started = time.time()
-            actions = NaiveActions(self.sandbox.api_url, root.token_store())
-            elapsed = run_list([body for _, _, body in events], actions, timeout_s=self.s.timeout_s)
-            log = self.rest_log(started)
+        counter = AwsCalls().install()
+        try:
+            with self.keap_latency(latency_ms):
+                started = time.time()
+                # The naive way decrypts its token with KMS on every message (no cache of the container's).
+                from keaplink.connection.crypto import KmsCipher
+                from keaplink.connection.store import TokenStore
+
+                cipher = KmsCipher(lambda: root.aws_client("kms"), lambda: root.settings().need("token_kms_key_id"))
+                store = TokenStore(root.settings().connection_id, root.connection_table, cipher)
+                actions = NaiveActions(self.sandbox.api_url, store)
+                elapsed = run_list([body for _, _, body in events], actions, timeout_s=self.s.timeout_s)
+                log = self.rest_log(started)
+        finally:
+            counter.uninstall()
+        counted = counter.snapshot()
+        # One invocation per message (batch size 1): one receive and one delete each; no log line of its own.
+        per_event = usage(len(events), len(events), elapsed, self.source.memory_mb, counted["calls"], counted["rru"],
+                          counted["wru"], 0.0, len(events), len(events))
         stats = actions.stats
         per_type = {k: v / sum(1 for _, _, b in events if f'"{k}"' in b) for k, v in stats.calls_by_type.items()}
         self.results[name] = {
@@ -616,6 +786,9 @@ class Bench:
             "calls_per_event_by_type": per_type,
             "token_reads": stats.token_reads,
             "lost": self.check_end_state(events),
+            "aws_calls": counted["calls"],
+            "usage_per_event": per_event,
+            "cost_per_million": per_million(per_event),
         }
 
     # --- all ---------------------------------------------------------------------------------------
@@ -635,16 +808,24 @@ class Bench:
             mix_pressers = self.known_users("mixp", s.mix // 2)
             light_pressers = self.known_users("lightp", s.light_events // 2)
             self.say(f"3/7 burst: {s.burst} first presses at once ...")
-            self.scenario("burst", [(u, e, press(u)) for u, e in burst_users])
+            self.scenario("burst", [(u, e, press(u)) for u, e in burst_users],
+                          source=replace(self.source, concurrency=s.concurrency or s.burst_concurrency),
+                          callers=s.callers_during_burst)
             self.say(f"4/7 50/50 mix: {s.mix} events, signups of new people ...")
             self.scenario("mix_new", half_and_half(people("mixn", s.mix // 2), mix_pressers))
             self.say(f"   and {s.mix} events, signups of people already in Keap ...")
             known_signups = people("mixk", s.mix // 2)
             self.in_keap(known_signups, work_address=False)  # in Keap, not signed up in the app yet
             self.scenario("mix_known", half_and_half(known_signups, self.known_users("mixq", s.mix // 2)))
-            self.say(f"5/7 light load: {s.light_events} events at {s.light_rate:g}/s ...")
-            self.scenario("light", half_and_half(people("light", s.light_events // 2), light_pressers),
-                          rate_per_s=s.light_rate)
+            self.say(f"5/7 light load: {s.light_events} events at {s.light_rate:g}/s, the template's setting with "
+                     f"the poller's wait at very low traffic (up to {s.poll_cycle_s:g} s) ...")
+            half = s.light_events // 2
+            self.scenario("light", half_and_half(people("light", half), light_pressers), rate_per_s=s.light_rate,
+                          low_traffic=True)
+            self.say("   and with batch size 10, no window ...")
+            self.scenario("light_fast", half_and_half(people("lightf", half), self.known_users("lightq", half)),
+                          rate_per_s=s.light_rate, source=replace(self.source, batch_size=10, window_s=0.0),
+                          low_traffic=True)
             self.say(f"6/7 at {s.naive_slow_latency_ms:g} ms of Keap latency: keaplink's 50/50 mix, {s.mix // 2} "
                      "events ...")
             with self.keap_latency(s.naive_slow_latency_ms):
@@ -669,6 +850,13 @@ class Bench:
         return self.results
 
 
+def _is_probe(request: dict[str, Any]) -> bool:
+    """The probe's call (``GET /v2/tags?page_size=1``), not the actions' tag lookups (a filter, or 1000 a page)."""
+    query = str(request.get("query", ""))
+    return (request.get("method") == "GET" and request["path"].endswith("/v2/tags") and "filter" not in query
+            and "1000" not in query)
+
+
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
     if not ordered:
@@ -676,6 +864,16 @@ def percentile(values: list[float], p: float) -> float:
     k = (len(ordered) - 1) * p / 100
     lo, hi = math.floor(k), math.ceil(k)
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
+
+
+def _cpu_s(pid: int) -> float:
+    """A process's CPU time so far (user + system, from /proc; 0 where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def peak_per_second(log: list[dict[str, Any]]) -> int:
@@ -762,28 +960,47 @@ def _load_rows(r: dict[str, Any], row: Row) -> None:
     row(f"burst of {burst['events']:,} first presses: presses / Keap call",
         f"{burst['presses_per_keap_call']:.1f} ({burst['keap_requests']} calls, mean batch "
         f"{burst['batch_size_mean']:.0f})", ">= 8", burst["presses_per_keap_call"] >= 8)
-    row("  presses/s (vs Keap's ceiling at that many per call)",
-        f"{burst['events_per_s']:.0f}/s in {burst['elapsed_s']:.1f} s ({vs_ceiling(burst)})", ">= 150",
-        burst["events_per_s"] >= 150)
+    row(f"  presses/s with {burst['concurrency']} containers (vs Keap's ceiling at that many per call)",
+        f"{burst['events_per_s']:.0f}/s in {burst['elapsed_s']:.1f} s ({vs_ceiling(burst)})", ">= 400",
+        burst["events_per_s"] >= 400)
+    cpu = burst.get("cpu_ms_per_event")
+    if cpu:
+        per_press = cpu["moto"] + cpu["containers"]
+        updates = burst["aws_calls"].get("dynamodb:UpdateItem", 0) / burst["events"]
+        row("  CPU per press: DynamoDB emulator + containers (2 cores: the machine's ceiling)",
+            f"{cpu['moto']:.1f} + {cpu['containers']:.1f} ms ({2000 / per_press:.0f} presses/s at most; "
+            f"{updates:.2f} UpdateItem/press)", "(info)", None)
+    others = burst.get("other_callers") or {}
+    if others:
+        row("  during the burst: probes / refreshes / failed (priority slots of the same budget)",
+            f"{others['probes']} / {others['refreshes']} / {others['failed']}", "failed 0", others["failed"] == 0)
 
     # mixes
     row(f"50/50 mix, new people ({new['events']:,}): events/s",
         f"{new['events_per_s']:.1f}/s ({new['keap_requests_per_event']:.2f} calls/event; {vs_ceiling(new)})",
-        ">= 40", new["events_per_s"] >= 40)
+        ">= 23", new["events_per_s"] >= 23)
     row(f"50/50 mix, people already in Keap ({known['events']:,}): events/s",
         f"{known['events_per_s']:.1f}/s ({known['keap_requests_per_event']:.2f} calls/event; {vs_ceiling(known)})",
-        ">= 40", known["events_per_s"] >= 40)
-    busiest = max(x["peak_1s_requests"] for x in (burst, new, known, light))
-    row("Keap requests in the busiest second (all runs)", str(busiest), "<= 25", busiest <= 25)
+        ">= 45", known["events_per_s"] >= 45)
+    busiest = max(x["peak_1s_requests"] for x in (burst, new, known, light, r["light_fast"]))
+    row("Keap requests in the busiest second, every caller (probe, token endpoint), all runs", str(busiest),
+        "<= 25", busiest <= 25)
+    budget = {k: sum(x["budget"][k] for x in (burst, new, known)) for k in burst["budget"]}
+    calls = sum(x["keap_requests"] for x in (burst, new, known))
+    row("shared budget: writes / refused / reads / slots dropped / late wake-ups / fallbacks (burst + mixes)",
+        f"{budget['writes']} / {budget['conflicts']} / {budget['reads']} / {budget['dropped']} / {budget['late']} / "
+        f"{budget['fallbacks']} for {calls} calls",
+        "(info)", None)
     share = new["keap_requests_per_s"] / KEAP_SPIKE_PER_S
     row("Keap requests/s in the new-people mix vs 25/s", f"{new['keap_requests_per_s']:.1f}/s = {share:.0%}",
         "(info)", None)
 
-    # light load
-    row(f"latency at {light['rate_per_s']:g} event/s ({light['events']} events): p50 / p95",
-        f"{light['latency_p50_s']:.2f} s / {light['latency_p95_s']:.2f} s (max {light['latency_max_s']:.2f}; "
-        f"mean batch {light['batch_size_mean']:.1f})", "<= 2 s / <= 5 s",
-        light["latency_p50_s"] <= 2 and light["latency_p95_s"] <= 5)
+    # light load: the poller as AWS documents it at very low traffic
+    for run, setting in ((light, "template"), (r["light_fast"], "low latency")):
+        row(f"latency at {run['rate_per_s']:g} event/s, {setting}: batch {run['batch_size_setting']}, window "
+            f"{run['window_s']:g} s: p50 / p95",
+            f"{run['latency_p50_s']:.2f} s / {run['latency_p95_s']:.2f} s (max {run['latency_max_s']:.2f}; mean batch "
+            f"{run['batch_size_mean']:.1f}; {run['keap_requests_per_event']:.2f} Keap calls/event)", "(info)", None)
 
     # a day of Keap's quota
     full = burst["presses_per_keap_call"]
@@ -806,9 +1023,9 @@ def _load_rows(r: dict[str, Any], row: Row) -> None:
         ratio = mine["events_per_s"] / run["events_per_s"] if run["events_per_s"] else math.inf
         row(f"at {ms:g} ms: keaplink / naive", f"{ratio:.1f}x", "(info)", None)
 
-    ours = (burst, new, known, light, r["mix_new_slow"])
+    ours = (burst, new, known, light, r["mix_new_slow"], r["light_fast"])
     throttled = [x["throttled_429"] for x in ours]
-    row("429s (burst / mix new / mix known / light / mix at 150 ms; naive)",
+    row("429s (burst / mix new / mix known / light / mix at 150 ms / light fast; naive)",
         f"{' / '.join(map(str, throttled))}; {naive['throttled_429']} / {slow['throttled_429']}", "0",
         not any(throttled))
     returned = [x["records_returned"] for x in ours]
@@ -823,6 +1040,22 @@ def _load_rows(r: dict[str, Any], row: Row) -> None:
     row(f"memory: actions import + growth over batches of up to {r['event_source']['batch_size']}",
         f"{handler_mb:.0f} + {grown:.0f} = {handler_mb + grown:.0f} MB", f"< {memory} MB (MemorySize)",
         handler_mb + grown < memory)
+    _cost_rows(r, row)
+
+
+def _cost_rows(r: dict[str, Any], row: Row) -> None:
+    from keaplink_dev.perf.cost import PRICES_DATE, REGION, largest
+
+    for name, label in (("mix_new", "keaplink, 50/50 mix, new people"), ("naive", "naive way, same mix"),
+                        ("burst", "keaplink, burst of first presses")):
+        costs = r[name]["cost_per_million"]
+        total = sum(costs.values())
+        top, top_cost = largest(costs)
+        parts = ", ".join(f"{k} {v:.2f}" for k, v in sorted(costs.items(), key=lambda kv: -kv[1]) if v >= 0.005)
+        row(f"$ / million events, {label} ({REGION}, list prices of {PRICES_DATE})",
+            f"${total:.2f}: largest {top} ${top_cost:.2f}; {parts}", "(info)", None)
+    row("log bytes / event (handler stdout: logs + EMF metrics), mix new", f"{r['mix_new']['log_bytes_per_event']:.0f}",
+        "(info)", None)
 
 
 def _cold_rows(r: dict[str, Any], row: Row) -> None:
@@ -872,18 +1105,29 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch-size", type=int, default=None, help="the event source's BatchSize (template's)")
     parser.add_argument("--window-s", type=float, default=None,
                         help="its MaximumBatchingWindowInSeconds (template's): to compare settings")
+    parser.add_argument("--concurrency", type=int, default=None,
+                        help="MaximumConcurrency for every run (the template's; the burst: --burst-concurrency)")
+    parser.add_argument("--burst-concurrency", type=int, default=None, help="the burst's MaximumConcurrency (4)")
+    parser.add_argument("--poll-cycle-s", type=float, default=None,
+                        help="the poller's long poll at very low traffic, with a window (AWS: up to 20 s)")
+    parser.add_argument("--light-events", type=int, default=None, help="events of each light-load run (60)")
+    parser.add_argument("--no-callers", action="store_true", help="no probe or refresh during the burst")
+    parser.add_argument("--rate-budget", type=float, default=None,
+                        help="KEAP_RATE_BUDGET of the containers (the template's: 23.5)")
     parser.add_argument("--json", type=Path, default=Path("bench-output/bench.json"))
     parser.add_argument("--smoke", action="store_true", help="small and fast: exact counts, 5 ms latency")
     args = parser.parse_args(argv)
     if args.smoke:
         settings = Settings(latency_ms=5, burst=200, mix=40, light_events=6, light_rate=5.0, naive_events=10,
                             naive_events_slow=4, naive_slow_latency_ms=15, count_users=5, coldstart_runs=1,
-                            layer=False, visibility_s=5, timeout_s=120)
+                            layer=False, visibility_s=5, timeout_s=120, burst_concurrency=2, poll_cycle_s=1.0)
     else:
         settings = Settings()
-    for name in ("latency_ms", "burst", "mix", "naive_events"):
+    for name in ("latency_ms", "burst", "mix", "naive_events", "concurrency", "burst_concurrency", "poll_cycle_s",
+                 "light_events", "rate_budget"):
         if getattr(args, name) is not None:
             setattr(settings, name, getattr(args, name))
+    settings.callers_during_burst = not args.no_callers
     _paths()
     bench = Bench(settings, lambda text: print(text, file=sys.stderr, flush=True))
     if args.batch_size is not None or args.window_s is not None:

@@ -19,12 +19,15 @@ DEFAULT_TOKEN_URL = "https://api.infusionsoft.com/token"
 DEFAULT_API_URL = "https://api.infusionsoft.com/crm/rest"
 AUTH_MODES = ("oauth", "api_key")
 
-# Two containers at most (the event source's MaximumConcurrency) x 11 requests/s with a burst of one: at most
-# 2 x 12 = 24 in any second, one below Keap's 25/s spike limit, so that a few ms of jitter between sending and
-# Keap's count meets no 429 (at 11.5 the worst case was exactly 25: make bench saw 429s), and 1,320/minute.
-DEFAULT_MAX_RPS = 11.0
+# The deployment's Keap calls per second, shared by every container and caller through one budget in DynamoDB
+# (keap/budget.py), 1,410/minute (< 1,500). Evenly spaced slots at 24/s would put 26 calls into one second of Keap's
+# count as soon as calls are 42 ms late against each other (jitter between our clock and Keap's count: ~50 ms
+# measured by make bench on a busy machine, and a 429); at 23.5/s it takes 64 ms.
+DEFAULT_RATE_BUDGET = 23.5
+# A per-container ceiling on top of the budget (KEAP_MAX_RPS, kept for existing stacks): none by default.
+DEFAULT_MAX_RPS = 25.0
 DEFAULT_ACTIONS_CONCURRENCY = 8
-DEFAULT_ACTIONS_CONTAINERS = 2  # the event source's MaximumConcurrency: how many containers share Keap's quota
+DEFAULT_ACTIONS_CONTAINERS = 2  # the event source's MaximumConcurrency (one template parameter sets both)
 # The refresh lease outlives the longest function that may hold it (template.yaml: REFRESH_LEASE_S, checked
 # against every function's Timeout by tests/unit/test_template.py).
 DEFAULT_REFRESH_LEASE_S = 130.0
@@ -86,9 +89,10 @@ class Settings:
     button_tag: str
     public_base_url: str | None
     http_timeout_s: float
-    keap_max_rps: float
+    keap_max_rps: float  # a per-container ceiling, below the budget
+    keap_rate_budget: float  # the whole deployment's Keap calls/s
     actions_concurrency: int
-    actions_containers: int
+    actions_containers: int  # the event source's MaximumConcurrency: the local share when DynamoDB is out of reach
     actions_function: str | None  # whose SQS event source is held while Keap cannot serve
     refresh_lease_s: float
     aws_timeout_scale: float = 1.0  # local only: the refresh path's AWS timeouts times this (keaplink.aws)
@@ -128,6 +132,7 @@ def get_settings() -> Settings:
         public_base_url=_text("PUBLIC_BASE_URL").rstrip("/") or None,
         http_timeout_s=_number("KEAP_HTTP_TIMEOUT", 10.0, 0.5, 60.0),
         keap_max_rps=_number("KEAP_MAX_RPS", DEFAULT_MAX_RPS, 0.1, 25.0),
+        keap_rate_budget=_number("KEAP_RATE_BUDGET", DEFAULT_RATE_BUDGET, 0.1, 25.0),
         actions_concurrency=int(_number("ACTIONS_CONCURRENCY", DEFAULT_ACTIONS_CONCURRENCY, 1, 64)),
         actions_containers=int(_number("ACTIONS_CONTAINERS", DEFAULT_ACTIONS_CONTAINERS, 1, 1000)),
         # The admin functions are told the actions function's name; the actions function knows its own.

@@ -42,9 +42,10 @@ if TYPE_CHECKING:
     from keaplink.connection.store import TokenStore
     from keaplink.connection.table import ConnectionItem
     from keaplink.connection.timeline import TableTimeline
+    from keaplink.keap.budget import SharedBudget
+    from keaplink.keap.budget_table import BudgetItem
     from keaplink.keap.deadline import Deadline
     from keaplink.keap.quota import QuotaGauge
-    from keaplink.keap.rate_limit import RateLimiter
     from keaplink.keap.session import AuthSource, FailureStreak, KeapSession
 
 Clock = Callable[[], float]
@@ -175,9 +176,12 @@ def timeline() -> TableTimeline:
 
 
 def oauth_client() -> OAuthClient:
+    """Keap's token endpoint, each call on a priority slot of the shared Keap budget (a burst never starves a
+    refresh)."""
     from keaplink.connection.oauth import OAuthClient
 
-    return OAuthClient(settings().keap_token_url, client_credentials, settings().http_timeout_s)
+    return OAuthClient(settings().keap_token_url, client_credentials, settings().http_timeout_s,
+                       gate=lambda: priority_budget().acquire())
 
 
 def refresh_timings() -> RefreshTimings:
@@ -326,15 +330,40 @@ def failure_streak() -> FailureStreak:
 def quota_log() -> QuotaLog:
     from keaplink.actions.hold.store import QuotaLog
 
-    return QuotaLog(hold_store, settings().keap_max_rps, settings().actions_containers)
+    return QuotaLog(hold_store, settings().keap_rate_budget, 1)  # the pace of the deployment's shared budget
 
 
 @per_container
-def rate_limiter() -> RateLimiter:
-    """Per container: no bursts, since a full bucket would let one second exceed Keap's spike limit."""
-    from keaplink.keap.rate_limit import RateLimiter
+def budget_table() -> type[BudgetItem]:
+    """The shared Keap budget's item lives in the connection table (``BUDGET#<id>``)."""
+    from keaplink.keap.budget_table import BudgetItem
 
-    return RateLimiter(settings().keap_max_rps, burst=1.0)
+    return bind_table(BudgetItem, settings().need("connection_table"), settings())
+
+
+def _shared_budget(priority: bool) -> SharedBudget:
+    """The deployment's Keap budget as this container uses it. Out of reach, the container falls back to a
+    conservative share: the budget less the priority reserve, over the event source's maximum concurrency."""
+    from keaplink.keap.budget import BudgetRules, SharedBudget, fallback_share
+    from keaplink.keap.budget_table import TableBudgetStore
+
+    s = settings()
+    rules = BudgetRules(rate_per_s=s.keap_rate_budget)
+    share = min(fallback_share(rules, s.actions_containers), s.keap_max_rps)
+    return SharedBudget(TableBudgetStore(s.connection_id, budget_table), rules, fallback_rps=share, priority=priority,
+                        max_rate=s.keap_max_rps)
+
+
+@per_container
+def rate_limiter() -> SharedBudget:
+    """Per container: the actions' way into the deployment's shared Keap budget (normal priority)."""
+    return _shared_budget(priority=False)
+
+
+@per_container
+def priority_budget() -> SharedBudget:
+    """Per container: the probe's and the refresh path's way in, with the reserve the actions never take."""
+    return _shared_budget(priority=True)
 
 
 def user_store() -> UserStore:
@@ -363,12 +392,13 @@ def keap_session(metrics: MetricsPort | None = None, through: Refresher | None =
                  deadline: Deadline | None = None, clock: Clock = time.time, probe: bool = False) -> KeapSession:
     """A session with a fresh credential read (the one token read of an SQS batch), within ``deadline``, paced
     by Keap's daily quota (``clock``: epoch seconds, for the quota's reset). A ``probe`` is one attempt."""
+    from keaplink.keap.quota import DEPLOYMENT_STEADY_RPS
     from keaplink.keap.session import KeapSession, Pacing, Retries
 
     return KeapSession(settings().keap_api_url, keap_auth(metrics, through), settings().http_timeout_s,
-                       limiter=rate_limiter(), metrics=metrics, deadline=deadline,
+                       limiter=priority_budget() if probe else rate_limiter(), metrics=metrics, deadline=deadline,
                        retries=Retries(transient_attempts=1, rate_limited_attempts=1) if probe else None,
-                       pacing=Pacing(quota_gauge(), settings().actions_containers, clock), streak=failure_streak())
+                       pacing=Pacing(quota_gauge(), 1, clock, DEPLOYMENT_STEADY_RPS), streak=failure_streak())
 
 
 def actions(metrics: MetricsPort, through: Refresher | None = None, clock: Clock = time.time) -> ActionsDeps:

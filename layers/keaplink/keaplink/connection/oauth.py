@@ -35,8 +35,10 @@ def authorize_url(base_url: str, client_id: str, redirect_uri: str, state: str) 
 
 
 class OAuthClient:
-    def __init__(self, token_url: str, credentials: Callable[[], ClientCredentials], timeout: float = 10.0) -> None:
+    def __init__(self, token_url: str, credentials: Callable[[], ClientCredentials], timeout: float = 10.0,
+                 gate: Callable[[], None] | None = None) -> None:
         self.token_url = token_url
+        self._gate = gate or (lambda: None)  # waits for a slot of the deployment's Keap budget (the root's)
         self._credentials = credentials  # read on first use: a status page view never needs the secret
         self.timeout = timeout
 
@@ -50,6 +52,7 @@ class OAuthClient:
             "grant_type": "authorization_code",
             "redirect_uri": redirect_uri,
         }
+        self._gate()
         response = send("POST", self.token_url, "code exchange", self.timeout, data=form)
         return self._token(response, now, "code exchange", dead=CodeExchangeFailed)
 
@@ -58,6 +61,7 @@ class OAuthClient:
         credentials = self._credentials()
         form = {"grant_type": "refresh_token", "refresh_token": refresh_token}
         auth = (credentials.client_id, credentials.client_secret)
+        self._gate()
         response = send("POST", self.token_url, "token refresh", self.timeout, data=form, auth=auth)
         return self._token(response, now, "token refresh", dead=RefreshTokenDead)
 

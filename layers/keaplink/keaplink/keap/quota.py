@@ -27,6 +27,10 @@ MIN_RESERVE = 20
 # invocation (slower, its records would go back and spend their receives). Two containers: 1 request/s, 86,400
 # calls a day. What is left beyond what this pace needs until the reset is spent at full speed.
 MIN_PACED_RPS = 0.5
+# The same for the whole deployment when its containers share one budget (keap/budget.py): what two containers at
+# 0.5/s kept before, 86,400 calls a day. With the shared budget, pace() decides the deployment's rate
+# (``containers`` 1), and each container books its slots of the shared budget that far apart.
+DEPLOYMENT_STEADY_RPS = 1.0
 
 
 @dataclass(frozen=True)
@@ -79,11 +83,13 @@ class Pace:
     resets_at: float | None = None
 
 
-def pace(quota: Quota | None, now: float, max_rps: float, containers: int) -> Pace:
-    """Requests/s for one of ``containers`` containers, given the latest quota reading (pure).
+def pace(quota: Quota | None, now: float, max_rps: float, containers: int,
+         steady_rps: float = MIN_PACED_RPS) -> Pace:
+    """Requests/s for one of ``containers`` containers, given the latest quota reading (pure). With the shared
+    budget, ``containers`` is 1 and ``steady_rps`` :data:`DEPLOYMENT_STEADY_RPS`: the deployment's rate.
 
     Per window: nothing left above the reserve → 0 until the reset; more left than the steady pace
-    (:data:`MIN_PACED_RPS` per container) needs until the reset → full speed; else what is left, spread over the time
+    (``steady_rps`` per container) needs until the reset → full speed; else what is left, spread over the time
     left — never slower than the steady pace: if others spend the same quota, the reserve is met before the reset,
     and the queue is held until then. The tightest window decides.
     """
@@ -95,9 +101,9 @@ def pace(quota: Quota | None, now: float, max_rps: float, containers: int) -> Pa
         if budget <= 0:
             return Pace(0.0, "reserve_reached", window.resets_at)
         left = max(1.0, window.resets_at - now)
-        if budget > MIN_PACED_RPS * max(1, containers) * left:
+        if budget > steady_rps * max(1, containers) * left:
             continue
-        rate = min(max_rps, max(MIN_PACED_RPS, budget / left / max(1, containers)))
+        rate = min(max_rps, max(steady_rps, budget / left / max(1, containers)))
         if rate < chosen.rate:
             chosen = Pace(rate, "spread", window.resets_at)
     return chosen

@@ -12,7 +12,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 from keaplink.errors import OutOfTime
 
@@ -21,6 +21,20 @@ if TYPE_CHECKING:
 
 # The longest pause a container takes. Keap's longer waits (a spent quota, a long Retry-After) hold the queue.
 MAX_PAUSE_S = 10.0
+
+
+class Limiter(Protocol):
+    """What a Keap session needs of a limiter: this container's :class:`RateLimiter`, or the deployment's shared
+    budget (:class:`keaplink.keap.budget.SharedBudget`)."""
+
+    max_rate: float
+    rate: float
+
+    def acquire(self, deadline: Deadline | None = None) -> None: ...
+
+    def pause(self, seconds: float) -> None: ...
+
+    def set_rate(self, rate_per_s: float) -> None: ...
 
 
 class RateLimiter:

@@ -35,8 +35,8 @@ from keaplink.errors import (
 )
 from keaplink.keap.deadline import Deadline
 from keaplink.keap.http import error_for, send
-from keaplink.keap.quota import Quota, QuotaGauge, pace
-from keaplink.keap.rate_limit import RateLimiter
+from keaplink.keap.quota import MIN_PACED_RPS, Quota, QuotaGauge, pace
+from keaplink.keap.rate_limit import Limiter
 from keaplink.keap.throttle import Throttle, throttle_pause
 from keaplink.observability import MetricsPort, MetricUnit, NullMetrics, logger
 
@@ -102,11 +102,13 @@ class FailureStreak:
 
 @dataclass(frozen=True)
 class Pacing:
-    """Keap's daily quota, shared by ``containers`` containers: the latest reading is kept in ``gauge``."""
+    """Keap's daily quota, shared by ``containers`` containers (1 with the shared budget: the pace is the
+    deployment's): the latest reading is kept in ``gauge``."""
 
     gauge: QuotaGauge
     containers: int
     clock: Callable[[], float] = time.time  # epoch seconds: Keap's quota windows end at absolute times
+    steady_rps: float = MIN_PACED_RPS
 
 
 class KeapSession:
@@ -115,7 +117,7 @@ class KeapSession:
         api_url: str,
         auth: AuthSource,
         timeout: float,
-        limiter: RateLimiter | None = None,
+        limiter: Limiter | None = None,
         metrics: MetricsPort | None = None,
         retries: Retries | None = None,
         sleep: Callable[[float], None] = time.sleep,
@@ -257,7 +259,7 @@ class KeapSession:
     def _apply_pace(self, quota: Quota | None) -> None:
         assert self._pacing is not None
         max_rps = self._limiter.max_rate if self._limiter is not None else math.inf
-        decided = pace(quota, self._pacing.clock(), max_rps, self._pacing.containers)
+        decided = pace(quota, self._pacing.clock(), max_rps, self._pacing.containers, self._pacing.steady_rps)
         if decided.rate <= 0:
             self._block(KeapQuotaSpent("Keap's daily quota is down to the reserve keaplink keeps",
                                        resets_at=decided.resets_at))

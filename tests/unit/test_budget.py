@@ -39,10 +39,18 @@ def test_a_stale_bucket_starts_at_now_not_in_the_past() -> None:
 
 def test_normal_callers_book_at_most_the_horizon_ahead() -> None:
     # 0.45 s booked ahead: room for slots at +0.45 and +0.4917 only (<= +0.5).
-    grant = take(100.45, 100.0, 4, False, RULES)
-    assert grant.count == 2
-    full = take(100.55, 100.0, 4, False, RULES)
+    assert take(100.45, 100.0, 2, False, RULES).count == 2
+    full = take(100.55, 100.0, 1, False, RULES)
     assert full.count == 0 and full.retry_at == pytest.approx(100.05)  # when +0.55 is within the horizon
+
+
+def test_a_normal_caller_books_its_whole_block_or_waits_until_it_fits() -> None:
+    # Saturated: two of the four slots within reach. Booking them alone would cost a write per slot.
+    part = take(100.45, 100.0, 4, False, RULES)
+    assert part.count == 0 and part.retry_at == pytest.approx(100.45 + 3 / 24 - 0.5)
+    later = take(100.45, part.retry_at, 4, False, RULES)
+    assert later.count == 4 and later.first_at == 100.45
+    assert take(100.45, 100.0, 4, True, RULES).count == 4  # priority: what there is (here all, in the reserve)
 
 
 def test_priority_callers_may_book_into_the_reserve_the_actions_never_take() -> None:

@@ -68,14 +68,20 @@ def take(next_free: float | None, now: float, want: int, priority: bool, rules: 
     ``next_free``: the bucket's state (None: never written, or long past). ``rate``: the pace (Keap's daily quota),
     never above the rules' rate. Slots start at the later of now and ``next_free``; a normal caller gets those
     within ``horizon_s`` of now, a priority caller those within ``horizon_s + reserve_s``.
+
+    A normal caller gets its whole block or nothing (``retry_at``: when the block fits): when the deployment is
+    saturated, slots come within reach one at a time, and booking each alone would cost a write per Keap call.
+    A priority caller takes what there is.
     """
     spacing = 1.0 / max(1e-3, min(rules.rate_per_s, rate if rate is not None else rules.rate_per_s))
     start = max(now, next_free if next_free is not None else now)
     limit = now + rules.horizon_s + (rules.reserve_s if priority else 0.0)
     room = math.floor((limit - start) / spacing + 1e-9) + 1 if start <= limit else 0
-    count = max(0, min(want, room))
+    want = max(1, want)
+    count = min(want, room) if priority else (want if room >= want else 0)
     if count == 0:
-        return Grant(0, start, spacing, start, retry_at=start - (limit - now))
+        needed = 1 if priority else want  # the block's last slot must come within the limit
+        return Grant(0, start, spacing, start, retry_at=start + (needed - 1) * spacing - (limit - now))
     return Grant(count, start, spacing, start + count * spacing, retry_at=now)
 
 

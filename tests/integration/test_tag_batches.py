@@ -4,6 +4,7 @@ record settling on its own contact's result (over HTTP, against the contract-che
 from __future__ import annotations
 
 import json
+import threading
 from typing import Any
 
 import pytest
@@ -109,3 +110,20 @@ def test_a_contact_deleted_in_keap_heals_alone_the_others_are_done(known_users, 
     assert tagged(sandbox) == {f"u{i:03d}" for i in range(10)}  # u003 on a new contact found by its e-mail
     assert root.user_store().get("u003").contact_id != gone
     assert len(apply_calls(sandbox)) == 2 and dlq_messages(known_users) == []  # the batch's, then u003's own
+
+
+def test_one_worker_per_batch_still_settles_every_press_and_remembers_it(known_users, sandbox,
+                                                                           monkeypatch) -> None:
+    # The results are settled on the batch's executor; with ACTIONS_CONCURRENCY=1 its one worker must be free.
+    monkeypatch.setenv("ACTIONS_CONCURRENCY", "1")
+    root.reset()
+    outcome: list[dict[str, Any]] = []
+    worker = threading.Thread(target=lambda: outcome.append(
+        one_batch(known_users, *[press(f"u{i:03d}") for i in range(12)])), daemon=True)
+    worker.start()
+    worker.join(120)
+    assert outcome == [{"batchItemFailures": []}], "the batch did not finish (a deadlock on its executor?)"
+    assert tagged(sandbox) == {f"u{i:03d}" for i in range(12)}
+    sandbox.control("DELETE", "requests")
+    assert one_batch(known_users, *[press(f"u{i:03d}") for i in range(12)]) == {"batchItemFailures": []}
+    assert sandbox.requests_log("/crm/rest") == []  # each press was remembered: repeats skip Keap

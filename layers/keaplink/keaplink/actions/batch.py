@@ -202,13 +202,14 @@ class _Run:
 
     async def _apply_when_prepared(self) -> dict[int, str | Exception]:
         await asyncio.gather(*(e.wait() for e in self.prepared))
-        return await asyncio.get_running_loop().run_in_executor(self.executor, self._apply_pending)
+        # Off the batch's executor: the results are settled on it (all of its workers, even with concurrency 1).
+        return await asyncio.to_thread(self._apply_pending)
 
     def _apply_pending(self) -> dict[int, str | Exception]:
         order = sorted(self.pending)
         if self.findings.hold is not None:
             return {i: HeldBack(self.findings.hold.reason.value) for i in order}
-        outcomes = self.deps.service.apply_tags([self.pending[i] for i in order], self.keap)
+        outcomes = self.deps.service.apply_tags([self.pending[i] for i in order], self.keap, self.executor)
         return dict(zip(order, outcomes, strict=True))
 
 

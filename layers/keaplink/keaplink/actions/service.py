@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Executor
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -256,11 +257,15 @@ class ActionService:
             return "no such tag in Keap: nothing to remove"
         return PendingTag(message.user_id, email, message.tag, tag_id, contact_id, remove=True)
 
-    def apply_tags(self, pending: Sequence[PendingTag], keap: KeapClient) -> list[str | Exception]:
+    def apply_tags(self, pending: Sequence[PendingTag], keap: KeapClient,
+                   pool: Executor | None = None) -> list[str | Exception]:
         """Send tag applications and removals together: one ``applyTags`` or ``removeTags`` call per tag and up
         to 100 contacts. For one contact and tag, the last message (``pending``'s order: arrival order) decides,
         and earlier ones asking the opposite are superseded, so tag/untag/tag ends tagged. Each one's outcome comes
-        from its own contact's result (an error for that one alone, never for the others)."""
+        from its own contact's result (an error for that one alone, never for the others).
+
+        ``pool``: the contacts' results are settled (each a DynamoDB write) on it, concurrently: in series they
+        were the batch's tail, when the container makes no Keap call (docs/decisions.md)."""
         outcomes: list[str | Exception | None] = [None] * len(pending)
         last = {(p.contact_id, p.tag_id): i for i, p in enumerate(pending)}
         by_tag: dict[str, list[int]] = {}
@@ -283,10 +288,14 @@ class ActionService:
                     for i in involved:
                         outcomes[i] = exc
                     continue
-                for i in involved:
+                def settle(i: int, results: tuple[str, dict[str, str]] | None = results) -> str | Exception:
                     answered = _UNSENT if results is None else results[1].get(pending[i].contact_id)
                     p = pending[i] if results is None else replace(pending[i], tag_id=results[0])
-                    outcomes[i] = self._settle_quietly(p, keap, answered)
+                    return self._settle_quietly(p, keap, answered)
+
+                settled = pool.map(settle, involved) if pool is not None else map(settle, involved)
+                for i, outcome in zip(involved, settled, strict=True):
+                    outcomes[i] = outcome
         return [o if o is not None else KeapUnavailable("tag application not sent", 0) for o in outcomes]
 
     def _remove_tag(self, tag_id: str, members: list[PendingTag], where: list[int],

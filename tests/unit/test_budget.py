@@ -53,6 +53,15 @@ def test_a_normal_caller_books_its_whole_block_or_waits_until_it_fits() -> None:
     assert take(100.45, 100.0, 4, True, RULES).count == 4  # priority: what there is (here all, in the reserve)
 
 
+def test_at_a_slow_pace_a_block_is_what_the_horizon_can_hold() -> None:
+    # One slot every 0.4 s: at most two within 0.5 s. Waiting for four would wait for ever.
+    grant = take(None, 100.0, 4, False, RULES, rate=2.5)
+    assert grant.count == 2 and grant.slots() == pytest.approx([100.0, 100.4])
+    later = take(grant.next_free, 100.0, 4, False, RULES, rate=2.5)
+    assert later.count == 0 and later.retry_at == pytest.approx(100.8 + 0.4 - 0.5)
+    assert take(grant.next_free, later.retry_at, 4, False, RULES, rate=2.5).count == 2
+
+
 def test_priority_callers_may_book_into_the_reserve_the_actions_never_take() -> None:
     assert take(100.55, 100.0, 1, False, RULES).count == 0
     grant = take(100.55, 100.0, 1, True, RULES)

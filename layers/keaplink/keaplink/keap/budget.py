@@ -77,7 +77,8 @@ def take(next_free: float | None, now: float, want: int, priority: bool, rules: 
     start = max(now, next_free if next_free is not None else now)
     limit = now + rules.horizon_s + (rules.reserve_s if priority else 0.0)
     room = math.floor((limit - start) / spacing + 1e-9) + 1 if start <= limit else 0
-    want = max(1, want)
+    # Never more than the horizon can ever hold: at a slow pace (the daily quota's) a block of 4 would never fit.
+    want = max(1, min(want, math.floor((limit - now) / spacing + 1e-9) + 1))
     count = min(want, room) if priority else (want if room >= want else 0)
     if count == 0:
         needed = 1 if priority else want  # the block's last slot must come within the limit

@@ -147,7 +147,8 @@ def sam_deploy(
     the emulator on first use), an empty sam config file (a project ``samconfig.toml`` aimed at real AWS
     is never read) and a JSON parameter file (values verbatim; NoEcho values stay off the command line).
     With ``apply_ttl`` it then enables each table's ``TimeToLiveSpecification`` through the DynamoDB API,
-    which ministack's CloudFormation ignores (see :func:`apply_table_ttl`).
+    which ministack's CloudFormation ignores (see :func:`apply_table_ttl`); each event source mapping gets its
+    ``MaximumConcurrency`` as a number (see :func:`apply_scaling_config`).
     """
     root = Path(repo_root).resolve()
     template = Path(built_template) if built_template else root / ".aws-sam" / "build" / "template.yaml"
@@ -216,6 +217,8 @@ def sam_deploy(
     if apply_ttl:
         for line in apply_table_ttl(endpoint, stack_name, template, region):
             out(f"[deploy]   {line}")
+    for line in apply_scaling_config(endpoint, stack_name, region):
+        out(f"[deploy]   {line}")
     outputs = stack_outputs(endpoint, stack_name, region)
     out(f"[deploy] {stack_name} ready in {time.monotonic() - start:.1f}s ({len(outputs)} outputs)")
     return outputs
@@ -254,6 +257,25 @@ def _load_cfn_yaml(path: Path) -> dict[str, Any]:
     Loader.add_multi_constructor("!", construct)
     data = yaml.load(path.read_text(), Loader=Loader)  # noqa: S506 - SafeLoader subclass
     return data if isinstance(data, dict) else {}
+
+
+def apply_scaling_config(endpoint: str, stack_name: str, region: str = DEFAULT_REGION) -> list[str]:
+    """Give each event source mapping of the stack its ``MaximumConcurrency`` as a number. A ``!Ref`` to a
+    template parameter is a string (CloudFormation passes every parameter as one, Number included, and AWS
+    converts it); ministack's CloudFormation stores it verbatim and its SQS poller then fails on every poll
+    comparing it with an int, so no message is ever delivered. Returns one line per mapping written."""
+    cfn, lam = client("cloudformation", endpoint, region), client("lambda", endpoint, region)
+    done = []
+    for resource in cfn.describe_stack_resources(StackName=stack_name)["StackResources"]:
+        if resource["ResourceType"] != "AWS::Lambda::EventSourceMapping":
+            continue
+        mapping = lam.get_event_source_mapping(UUID=resource["PhysicalResourceId"])
+        value = (mapping.get("ScalingConfig") or {}).get("MaximumConcurrency")
+        if value is None:  # botocore reads a stored "2" back as 2: the value is written again whatever it looks like
+            continue
+        lam.update_event_source_mapping(UUID=mapping["UUID"], ScalingConfig={"MaximumConcurrency": int(value)})
+        done.append(f"MaximumConcurrency of {resource['LogicalResourceId']} set to the number {value}")
+    return done
 
 
 def apply_table_ttl(endpoint: str, stack_name: str, template: Path | str, region: str = DEFAULT_REGION) -> list[str]:

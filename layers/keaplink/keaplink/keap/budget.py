@@ -74,15 +74,19 @@ def take(next_free: float | None, now: float, want: int, priority: bool, rules: 
     A priority caller takes what there is.
     """
     spacing = 1.0 / max(1e-3, min(rules.rate_per_s, rate if rate is not None else rules.rate_per_s))
+
+    def slots_within(span: float) -> int:
+        return math.floor(span / spacing + 1e-9) + 1 if span >= 0 else 0
+
     start = max(now, next_free if next_free is not None else now)
     limit = now + rules.horizon_s + (rules.reserve_s if priority else 0.0)
-    room = math.floor((limit - start) / spacing + 1e-9) + 1 if start <= limit else 0
+    room = slots_within(limit - start)
     # Never more than the horizon can ever hold: at a slow pace (the daily quota's) a block of 4 would never fit.
-    want = max(1, min(want, math.floor((limit - now) / spacing + 1e-9) + 1))
-    count = min(want, room) if priority else (want if room >= want else 0)
-    if count == 0:
-        needed = 1 if priority else want  # the block's last slot must come within the limit
+    want = max(1, min(want, slots_within(limit - now)))
+    needed = 1 if priority else want
+    if room < needed:  # retry when the needed slots' last one comes within the limit
         return Grant(0, start, spacing, start, retry_at=start + (needed - 1) * spacing - (limit - now))
+    count = min(want, room)
     return Grant(count, start, spacing, start + count * spacing, retry_at=now)
 
 
